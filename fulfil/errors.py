@@ -1,0 +1,11 @@
+"""Business failure types: raised non-retryable by activities, matched by type in workflows."""
+
+from __future__ import annotations
+
+OUT_OF_STOCK = "OutOfStock"
+PAYMENT_DECLINED = "PaymentDeclined"
+UNKNOWN_PRODUCT = "UnknownProduct"
+INVALID_ORDER = "InvalidOrder"
+ORDER_NOT_FOUND = "OrderNotFound"
+
+NON_RETRYABLE = [OUT_OF_STOCK, PAYMENT_DECLINED, UNKNOWN_PRODUCT, INVALID_ORDER, ORDER_NOT_FOUND]

@@ -1,0 +1,165 @@
+"""Pydantic models shared by the API, the workflows and the activities.
+
+One model per workflow/activity/signal/update input so fields can be added
+later without breaking recorded histories.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from fulfil.money import PricedLine, Totals
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    AWAITING_PAYMENT = "awaiting_payment"
+    PAID = "paid"
+    FULFILLING = "fulfilling"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+
+
+TERMINAL_ORDER_STATUSES = frozenset(
+    {OrderStatus.DELIVERED, OrderStatus.CANCELLED, OrderStatus.FAILED, OrderStatus.REFUNDED}
+)
+CANCELLABLE_ORDER_STATUSES = frozenset(
+    {OrderStatus.PENDING, OrderStatus.AWAITING_PAYMENT, OrderStatus.PAID, OrderStatus.FULFILLING}
+)
+
+
+class OrderSource(StrEnum):
+    STOREFRONT = "storefront"
+    TIKTOK = "tiktok"
+
+
+class Address(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    street1: str = Field(min_length=1, max_length=200)
+    street2: str | None = Field(default=None, max_length=200)
+    city: str = Field(min_length=1, max_length=100)
+    state: str = Field(default="", max_length=100)
+    zip: str = Field(min_length=1, max_length=20)
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=254)
+
+
+class Customer(BaseModel):
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ShippingPolicy(BaseModel):
+    rate: str = Field(default="cheapest", pattern="^(cheapest|fastest)$")
+    carriers: list[str] | None = None
+
+
+# --- OrderPlacement -------------------------------------------------------
+
+
+class OrderConfig(BaseModel):
+    """Configuration the workflow needs, captured at start (workflows read no env)."""
+
+    flat_shipping_amount: int
+    payment_action_timeout_seconds: int
+    cancel_window_seconds: int = 30 * 24 * 3600
+
+
+class OrderPlacementInput(BaseModel):
+    order_id: str
+    merchant_id: str
+    payment_method: str
+    config: OrderConfig
+
+
+class PricedOrder(BaseModel):
+    order_id: str
+    lines: list[PricedLine]
+    totals: Totals
+
+
+class ChargeRequest(BaseModel):
+    order_id: str
+    amount: int
+    currency: str
+    payment_method: str
+    merchant_id: str
+
+
+class ChargeResult(BaseModel):
+    payment_intent_id: str
+    status: str  # succeeded | requires_action
+    charge_id: str | None = None
+
+
+class PaymentSucceeded(BaseModel):
+    """Signal: Stripe confirmed the payment (webhook)."""
+
+    payment_intent_id: str
+    charge_id: str | None = None
+
+
+class CancelOrder(BaseModel):
+    """Update: the merchant cancels the order."""
+
+    reason: str = "requested_by_merchant"
+
+
+class OrderStatusChange(BaseModel):
+    order_id: str
+    status: OrderStatus
+    event_type: str
+    detail: str = ""
+    failure_reason: str | None = None
+
+
+class StatusRecorded(BaseModel):
+    event_id: int
+
+
+class RefundRequest(BaseModel):
+    order_id: str
+    payment_intent_id: str
+    amount: int
+    currency: str
+    reason: str
+
+
+class RefundResult(BaseModel):
+    refund_id: str
+    amount: int
+
+
+class PaymentRecord(BaseModel):
+    order_id: str
+    payment_intent_id: str
+    charge_id: str | None = None
+    amount: int
+    currency: str
+
+
+class CustomerEmail(BaseModel):
+    order_id: str
+    kind: str  # confirmed | failed | cancelled | refunded | shipped | delivered
+    detail: str = ""
+
+
+class MerchantWebhook(BaseModel):
+    order_id: str
+    event_id: int
+
+
+class OrderProgress(BaseModel):
+    """Query result: the live view of a run."""
+
+    order_id: str
+    status: OrderStatus
+    step: str
+    payment_intent_id: str | None = None
+    failure_reason: str | None = None
