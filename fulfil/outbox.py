@@ -1,0 +1,217 @@
+"""The transactional outbox: Temporal starts and signals owed by committed rows.
+
+The API writes a row in the same transaction as the order (or the verified
+webhook) and answers at once; :meth:`OutboxRelay.dispatch` then delivers it in
+the background. The worker runs :meth:`OutboxRelay.run` to re-drive anything
+not yet delivered (Temporal was down, the API died after commit), so an outage
+delays work but loses none. Starts use business workflow ids and are
+idempotent, so delivering a row twice is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql import func
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import (
+    SearchAttributeKey,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from db.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+START_WORKFLOW = "start_workflow"
+SIGNAL_WORKFLOW = "signal_workflow"
+
+
+def start_message(
+    workflow: str,
+    workflow_id: str,
+    arg: dict[str, Any],
+    *,
+    search_attributes: dict[str, str] | None = None,
+    summary: str | None = None,
+) -> OutboxMessage:
+    return OutboxMessage(
+        kind=START_WORKFLOW,
+        workflow_id=workflow_id,
+        payload={
+            "workflow": workflow,
+            "arg": arg,
+            "search_attributes": search_attributes or {},
+            "summary": summary,
+        },
+    )
+
+
+def signal_message(
+    workflow_id: str,
+    signal: str,
+    arg: dict[str, Any],
+    *,
+    start: dict[str, Any] | None = None,
+) -> OutboxMessage:
+    """A signal; with ``start`` (workflow, arg, search_attributes, summary) a signal-with-start."""
+    return OutboxMessage(
+        kind=SIGNAL_WORKFLOW,
+        workflow_id=workflow_id,
+        payload={"signal": signal, "arg": arg, "start": start},
+    )
+
+
+ClientProvider = Callable[[], Awaitable[Client]]
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        client: ClientProvider,
+        task_queue: str,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._client = client
+        self._task_queue = task_queue
+
+    async def dispatch(self, ids: Sequence[int]) -> None:
+        """Deliver these rows now (called by the API right after its commit)."""
+        async with self._sessionmaker() as session:
+            rows = (
+                await session.scalars(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.id.in_(ids), OutboxMessage.dispatched_at.is_(None))
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            await self._deliver(session, rows)
+
+    async def redrive(self, older_than: timedelta, limit: int = 200) -> int:
+        """Deliver rows left undispatched for longer than ``older_than``."""
+        async with self._sessionmaker() as session:
+            rows = (
+                await session.scalars(
+                    select(OutboxMessage)
+                    .where(
+                        OutboxMessage.dispatched_at.is_(None),
+                        OutboxMessage.created_at < func.now() - older_than,
+                    )
+                    .order_by(OutboxMessage.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            await self._deliver(session, rows)
+            return len(rows)
+
+    async def run(self, interval: float, stop: asyncio.Event) -> None:
+        """The relay loop of the worker."""
+        while not stop.is_set():
+            try:
+                count = await self.redrive(older_than=timedelta(seconds=interval))
+                if count:
+                    log.info("outbox re-drove rows", extra={"count": count})
+            except Exception:
+                log.exception("outbox relay pass failed")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+
+    async def _deliver(self, session: AsyncSession, rows: Sequence[OutboxMessage]) -> None:
+        if not rows:
+            return
+        try:
+            client = await self._client()
+        except Exception as err:
+            await self._record_failure(session, rows, f"temporal unavailable: {err}")
+            return
+        delivered: list[int] = []
+        for row in rows:
+            try:
+                await self._send(client, row)
+                delivered.append(row.id)
+            except Exception as err:
+                log.warning(
+                    "outbox delivery failed",
+                    extra={"outbox_id": row.id, "workflow_id": row.workflow_id, "error": str(err)},
+                )
+                row.attempts += 1
+                row.last_error = str(err)[:2000]
+        if delivered:
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(delivered))
+                .values(dispatched_at=func.now(), attempts=OutboxMessage.attempts + 1)
+            )
+        await session.commit()
+
+    async def _record_failure(
+        self, session: AsyncSession, rows: Sequence[OutboxMessage], error: str
+    ) -> None:
+        for row in rows:
+            row.attempts += 1
+            row.last_error = error[:2000]
+        await session.commit()
+
+    async def _send(self, client: Client, row: OutboxMessage) -> None:
+        payload = row.payload
+        if row.kind == START_WORKFLOW:
+            try:
+                await self._start(client, row.workflow_id, payload)
+            except WorkflowAlreadyStartedError:
+                pass  # started before (and maybe finished): exactly what we wanted
+        elif row.kind == SIGNAL_WORKFLOW:
+            start = payload.get("start")
+            if start is None:
+                handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(row.workflow_id)
+                await handle.signal(payload["signal"], payload["arg"])
+            else:
+                await self._start(
+                    client,
+                    row.workflow_id,
+                    start,
+                    start_signal=payload["signal"],
+                    start_signal_args=[payload["arg"]],
+                )
+        else:
+            raise ValueError(f"unknown outbox kind {row.kind!r}")
+
+    async def _start(
+        self,
+        client: Client,
+        workflow_id: str,
+        spec: dict[str, Any],
+        *,
+        start_signal: str | None = None,
+        start_signal_args: Sequence[Any] = (),
+    ) -> None:
+        attributes = TypedSearchAttributes(
+            [
+                SearchAttributeKey.for_keyword(name).value_set(value)
+                for name, value in (spec.get("search_attributes") or {}).items()
+            ]
+        )
+        await client.start_workflow(
+            spec["workflow"],
+            spec["arg"],
+            id=workflow_id,
+            task_queue=self._task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=attributes,
+            static_summary=spec.get("summary"),
+            start_signal=start_signal,
+            start_signal_args=start_signal_args,
+        )
