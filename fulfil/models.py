@@ -78,6 +78,15 @@ class OrderPlacementInput(BaseModel):
     config: OrderConfig
 
 
+class OrderRef(BaseModel):
+    order_id: str
+
+
+class PriceOrder(BaseModel):
+    order_id: str
+    shipping: int
+
+
 class PricedOrder(BaseModel):
     order_id: str
     lines: list[PricedLine]
@@ -121,6 +130,7 @@ class OrderStatusChange(BaseModel):
 
 class StatusRecorded(BaseModel):
     event_id: int
+    notify_merchant: bool = False
 
 
 class RefundRequest(BaseModel):
@@ -139,9 +149,21 @@ class RefundResult(BaseModel):
 class PaymentRecord(BaseModel):
     order_id: str
     payment_intent_id: str
+    status: str  # the PaymentIntent status: requires_action | succeeded | canceled
     charge_id: str | None = None
     amount: int
     currency: str
+
+
+class RefundRecord(BaseModel):
+    order_id: str
+    refund: RefundResult
+    currency: str
+
+
+class CancelPayment(BaseModel):
+    order_id: str
+    payment_intent_id: str
 
 
 class CustomerEmail(BaseModel):

@@ -1,0 +1,1 @@
+"""Every side effect, one module per system it touches. All activities are idempotent."""

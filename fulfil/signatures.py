@@ -1,0 +1,31 @@
+"""HMAC signatures of the webhooks the engine sends and receives."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+
+def sign_merchant_webhook(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """``Fulfil-Signature``: ``t=<unix>,v1=<hex HMAC-SHA256(secret, "{t}.{body}")>``."""
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def verify_merchant_webhook(secret: str, body: bytes, header: str, tolerance: int = 300) -> bool:
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        t = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(time.time() - t) > tolerance:
+        return False
+    expected = sign_merchant_webhook(secret, body, t).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+def tiktok_webhook_signature(app_key: str, app_secret: str, body: bytes) -> str:
+    """TikTok Shop: hex HMAC-SHA256(key=app secret, msg=app key + raw body)."""
+    return hmac.new(app_secret.encode(), app_key.encode() + body, hashlib.sha256).hexdigest()
