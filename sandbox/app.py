@@ -1,0 +1,45 @@
+"""The provider sandbox app: ``uvicorn sandbox.app:app --port 8100``.
+
+Each provider is one module with its own router (``stripe_api``,
+``email_api``; later ``shippo_api``, ``tiktok_api``, ``cloudflare_api``),
+included here under its prefix. All state is in memory on
+``app.state.sandbox``, so ``create_app()`` gives an independent sandbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from fulfil.settings import Settings, get_settings
+from sandbox import control, email_api, faults, stripe_api
+from sandbox.faults import FaultInjectionMiddleware
+from sandbox.state import SandboxState
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    state = SandboxState(settings or get_settings())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await state.aclose()
+
+    app = FastAPI(
+        title="Provider sandbox",
+        summary="Stateful stand-ins for Stripe, Shippo, TikTok Shop, Cloudflare and email",
+        lifespan=lifespan,
+    )
+    app.state.sandbox = state
+    app.add_middleware(FaultInjectionMiddleware, state=state)
+    app.include_router(control.router)
+    app.include_router(faults.router)
+    app.include_router(stripe_api.router)
+    app.include_router(stripe_api.control_router)
+    app.include_router(email_api.router)
+    return app
+
+
+app = create_app()
