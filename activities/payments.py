@@ -48,7 +48,8 @@ class PaymentActivities:
                     "amount": req.amount,
                     "currency": req.currency.lower(),
                     "payment_method": req.payment_method,
-                    "payment_method_types": ["card"],
+                    # Server-side confirmation: no redirect-based methods, so no return_url.
+                    "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
                     "confirm": True,
                     "description": f"Order {req.order_id}",
                     "metadata": {"order_id": req.order_id, "merchant_id": req.merchant_id},
@@ -101,16 +102,21 @@ class PaymentActivities:
         return RefundResult(refund_id=refund.id, amount=refund.amount)
 
     @activity.defn
-    async def cancel_payment_intent(self, req: CancelPayment) -> None:
-        """Give up on a payment that never completed (e.g. 3-D Secure abandoned)."""
+    async def cancel_payment_intent(self, req: CancelPayment) -> ChargeResult:
+        """Give up on a payment that never completed (e.g. 3-D Secure abandoned).
+
+        Returns the final status: ``succeeded`` when the customer completed it
+        meanwhile (then the order is paid after all), else ``canceled``.
+        """
         intent = await self._stripe.v1.payment_intents.retrieve_async(req.payment_intent_id)
         if intent.status in ("canceled", "succeeded"):
-            return
+            return ChargeResult(payment_intent_id=intent.id, status=intent.status)
         try:
-            await self._stripe.v1.payment_intents.cancel_async(
+            intent = await self._stripe.v1.payment_intents.cancel_async(
                 req.payment_intent_id,
                 {"cancellation_reason": "abandoned"},
                 {"idempotency_key": f"order:{req.order_id}:cancel-payment"},
             )
         except stripe.InvalidRequestError as err:
             raise _rejected(err) from None
+        return ChargeResult(payment_intent_id=intent.id, status=intent.status)

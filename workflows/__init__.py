@@ -1,0 +1,1 @@
+"""Deterministic orchestration only: one module per workflow. No I/O here."""
