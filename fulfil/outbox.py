@@ -22,6 +22,7 @@ from sqlalchemy.sql import func
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
     SearchAttributeKey,
+    SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
@@ -199,7 +200,7 @@ class OutboxRelay:
     ) -> None:
         attributes = TypedSearchAttributes(
             [
-                SearchAttributeKey.for_keyword(name).value_set(value)
+                SearchAttributePair(SearchAttributeKey.for_keyword(name), value)
                 for name, value in (spec.get("search_attributes") or {}).items()
             ]
         )
