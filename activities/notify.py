@@ -12,7 +12,6 @@ import json
 import logging
 
 import httpx
-from db.orders import get_order_public
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -113,6 +112,8 @@ class NotifyActivities:
             )
             if merchant is None or not merchant.webhook_url:
                 return
+            from db.orders import get_order_public  # noqa: PLC0415  (TODO: top-level once landed)
+
             public = await get_order_public(session, order.id, merchant.id)
         body = json.dumps(
             {

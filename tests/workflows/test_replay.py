@@ -1,0 +1,45 @@
+"""Every recorded history replays with the current workflow code.
+
+Record again with ``RECORD_HISTORIES=1 pytest tests/workflows`` only when a
+change is meant to be incompatible (and then version the workflow instead if
+runs are in flight).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from tests.temporal_env import keyed_converter
+from workflows.order_placement import OrderPlacement
+
+HISTORIES = Path(__file__).parent.parent / "histories"
+WORKFLOWS = {"order_placement": OrderPlacement}
+FILES = sorted(HISTORIES.glob("*/*.json"))
+
+
+def test_every_branch_has_a_history() -> None:
+    recorded = {p.stem for p in (HISTORIES / "order_placement").glob("*.json")}
+    assert {
+        "happy",
+        "declined",
+        "out_of_stock",
+        "commit_failed",
+        "authenticated",
+        "auth_timeout",
+        "cancel_after_paid",
+        "cancel_while_authenticating",
+    } <= recorded
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f"{p.parent.name}/{p.stem}" for p in FILES])
+async def test_history_replays(path: Path) -> None:
+    workflow = WORKFLOWS[path.parent.name]
+    data = json.loads(path.read_text())
+    history = WorkflowHistory.from_json(f"replay-{path.stem}", data)
+    replayer = Replayer(workflows=[workflow], data_converter=keyed_converter())
+    await replayer.replay_workflow(history)
