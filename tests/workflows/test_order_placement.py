@@ -336,7 +336,7 @@ async def test_failing_merchant_webhook_never_undoes_the_order(ts_env: WorkflowE
 async def test_cancel_is_rejected_once_terminal(
     ts_env: WorkflowEnvironment, status: OrderStatus
 ) -> None:
-    """The validator refuses a cancel in a terminal state (here: failed, held open by a slow email)."""
+    """The validator refuses a cancel once terminal (failed, held open by a slow email)."""
     from temporalio.client import WorkflowUpdateFailedError
 
     shop = Shop(decline=True)

@@ -1,0 +1,136 @@
+"""Fixtures of the provider sandbox tests: one sandbox served by uvicorn in a thread.
+
+``serve_in_thread`` is reusable: it serves any ASGI app on a loopback socket
+in a background thread and yields its base URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+import pytest
+import stripe
+import uvicorn
+from fastapi import FastAPI
+
+from fulfil.settings import Settings
+from sandbox.app import create_app
+from sandbox.state import SandboxState
+
+T = TypeVar("T")
+
+WEBHOOK_SECRET = "whsec_sandbox_tests"
+API_KEY = "sk_test_sandbox_tests"
+# The sandbox's own hooks recorder stands in for the engine: Stripe events go
+# to {api_base}/webhooks/stripe, i.e. the recorder named ENGINE_HOOK below.
+ENGINE_HOOK = "engine/webhooks/stripe"
+
+
+def loopback_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextmanager
+def serve_in_thread(
+    app: FastAPI, sock: socket.socket | None = None, *, startup_timeout: float = 10.0
+) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on ``sock`` (a fresh loopback port by default)."""
+    sock = sock or loopback_socket()
+    host, port = sock.getsockname()[:2]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"uvicorn did not start on {host}:{port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, within: float = 10.0, interval: float = 0.05
+) -> T:
+    """Poll ``probe`` until it returns something truthy, or fail at the deadline."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class Sandbox:
+    base_url: str
+    settings: Settings
+    app: FastAPI
+
+    @property
+    def state(self) -> SandboxState:
+        state: SandboxState = self.app.state.sandbox
+        return state
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[Sandbox]:
+    sock = loopback_socket()
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    settings = Settings(
+        env="test",
+        api_base=f"{base}/_sandbox/hooks/engine",
+        sandbox_base=base,
+        stripe_webhook_secret=WEBHOOK_SECRET,
+    )
+    app = create_app(settings)
+    with serve_in_thread(app, sock) as url:
+        yield Sandbox(base_url=url, settings=settings, app=app)
+
+
+@pytest.fixture(scope="session")
+async def control_http(sandbox_server: Sandbox) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=sandbox_server.base_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def sandbox(sandbox_server: Sandbox, control_http: httpx.AsyncClient) -> Sandbox:
+    """The shared sandbox, reset before the test."""
+    response = await control_http.post("/_sandbox/reset")
+    response.raise_for_status()
+    return sandbox_server
+
+
+def make_stripe_client(base_url: str, *, max_network_retries: int = 0) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        API_KEY,
+        base_addresses={"api": f"{base_url}/stripe"},
+        http_client=stripe.HTTPXClient(),
+        max_network_retries=max_network_retries,
+    )
+
+
+@pytest.fixture
+def stripe_client(sandbox: Sandbox) -> stripe.StripeClient:
+    """No SDK retries: each call is one request, so faults show as errors."""
+    return make_stripe_client(sandbox.base_url)
