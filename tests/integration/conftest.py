@@ -1,0 +1,120 @@
+"""The whole engine for integration tests: the real Temporal dev server,
+PostgreSQL, the provider sandbox, the API and the worker. Nothing of ours is
+mocked; the sandbox is the only stand-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from fulfil.codec import KeyRing, data_converter
+from fulfil.outbox import OutboxRelay
+from fulfil.settings import Settings
+from fulfil.temporal import SEARCH_ATTRIBUTES
+from tests.servers import serve
+from tests.temporal_env import find_binary
+from worker import build_worker, open_resources
+
+
+@pytest.fixture(scope="session")
+async def temporal(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=data_converter(KeyRing.parse(settings.codec_keys)),
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def stack_settings(settings: Settings, temporal: WorkflowEnvironment) -> Settings:
+    return settings.model_copy(
+        update={"temporal_address": temporal.client.service_client.config.target_host}
+    )
+
+
+@pytest.fixture(scope="session")
+def sandbox(stack_settings: Settings, ports: dict[str, int]) -> Iterator[str]:
+    from sandbox.app import create_app
+
+    with serve(create_app(stack_settings), ports["sandbox"]) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def api(stack_settings: Settings, ports: dict[str, int], sandbox: str) -> Iterator[str]:
+    from api.app import create_app
+
+    with serve(create_app(stack_settings), ports["api"]) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def worker(
+    stack_settings: Settings, temporal: WorkflowEnvironment, sandbox: str
+) -> AsyncIterator[None]:
+    client = temporal.client
+    stop = asyncio.Event()
+
+    async def provider() -> Client:
+        return client
+
+    async with open_resources(stack_settings) as resources:
+        relay = OutboxRelay(resources.sessionmaker, provider, stack_settings.task_queue)
+        async with build_worker(client, stack_settings, resources):
+            relay_task = asyncio.create_task(
+                relay.run(stack_settings.outbox_relay_interval_seconds, stop)
+            )
+            yield
+            stop.set()
+            await relay_task
+
+
+@pytest.fixture(scope="session")
+async def engine(api: str, worker: None, sandbox: str) -> dict[str, str]:
+    """Everything running: returns the base URLs."""
+    return {"api": api, "sandbox": sandbox}
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def ops_headers(stack_settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack_settings.ops_api_key}"}
+
+
+async def create_merchant(
+    http: httpx.AsyncClient, api: str, ops_headers: dict[str, str], **fields: Any
+) -> dict[str, Any]:
+    body = {"name": "Test Shop", "email": f"shop-{uuid.uuid4().hex[:6]}@example.com", **fields}
+    response = await http.post(f"{api}/api/v1/merchants", json=body, headers=ops_headers)
+    assert response.status_code == 201, response.text
+    merchant: dict[str, Any] = response.json()
+    merchant["headers"] = {"Authorization": f"Bearer {merchant['api_key']}"}
+    return merchant
+
+
+async def eventually(check: Any, *, timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll ``check`` (async, returns a truthy value when done) until a deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
