@@ -72,3 +72,21 @@ async def sessionmaker(settings: Settings) -> AsyncIterator[async_sessionmaker[A
     engine = make_engine(settings.database_url)
     yield make_sessionmaker(engine)
     await engine.dispose()
+
+
+# temporalio can abort the interpreter at exit ("PyGILState_Release", sdk-python
+# #300). Keep pytest's status and leave with os._exit once the summary is out.
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _exit_status and not os.environ.get("PYTEST_NO_HARD_EXIT"):
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[0])
