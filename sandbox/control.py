@@ -40,7 +40,6 @@ async def reset(state: StateDep) -> dict[str, str]:
 _RECORDED_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
 
 
-@router.api_route("/hooks/{name:path}", methods=_RECORDED_METHODS)
 async def record_hook(request: Request, name: str, state: StateDep, fail: int = 0) -> Response:
     """A stand-in endpoint: records the request; ``?fail=N`` answers 500 to the first N."""
     status = state.hooks.record(
@@ -54,6 +53,12 @@ async def record_hook(request: Request, name: str, state: StateDep, fail: int = 
     )
     content = b'{"received": true}' if status < 400 else b'{"error": "injected failure"}'
     return Response(content, status_code=status, media_type="application/json")
+
+
+for _method in _RECORDED_METHODS:  # one route per method: distinct OpenAPI operation ids
+    router.add_api_route(
+        "/hooks/{name:path}", record_hook, methods=[_method], name=f"record_hook_{_method.lower()}"
+    )
 
 
 @router.get("/hooks/{name:path}")
