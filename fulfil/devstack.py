@@ -727,7 +727,10 @@ def _bearer(key: str) -> dict[str, str]:
 
 
 def _display_url(url: URL | str) -> str:
+    """The URL with its password masked (and otherwise as written)."""
     parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.password is None and isinstance(url, str):
+        return url
     return parsed.render_as_string(hide_password=True)
 
 

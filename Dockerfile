@@ -1,0 +1,27 @@
+# One image for the worker, the API and the migration job; docker-compose.yml
+# picks the command. Production-shaped: no dev tooling, a non-root user,
+# ENV=production (dev secrets are refused, so every secret must be set).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    ENV=production
+
+RUN useradd --system --uid 10001 --home-dir /app --no-create-home app
+WORKDIR /app
+
+# Sources listed one by one: the build never picks up .venv/, .data/ or .git/.
+COPY pyproject.toml worker.py ./
+COPY fulfil/ fulfil/
+COPY db/ db/
+COPY workflows/ workflows/
+COPY activities/ activities/
+COPY api/ api/
+COPY sandbox/ sandbox/
+RUN pip install . && chown -R app:app /app
+
+USER app
+EXPOSE 8000
+CMD ["uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
