@@ -531,8 +531,12 @@ class Child:
                 if force is not None and force.is_set():
                     break
                 time.sleep(0.05)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(0.2)
             if self.process.poll() is None:
-                emit(self.name, f"did not stop in {timeout:.0f}s: SIGKILL", stream=self._console)
+                forced = force is not None and force.is_set()
+                why = "interrupted again" if forced else f"did not stop in {timeout:.0f}s"
+                emit(self.name, f"{why}: SIGKILL", stream=self._console)
         # Whatever is left of the group (grandchildren) goes too.
         self._signal_group(signal.SIGKILL)
         code = self.process.wait()
