@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox.state import StateDep, new_id
+from sandbox.state import StateDep, new_id, rfc3339
 
 router = APIRouter(prefix="/email", tags=["email"])
 
@@ -62,7 +62,7 @@ async def send_email(
             "html": email.html,
             "tags": email.tags or {},
             "idempotency_key": idempotency_key,
-            "created": int(time.time()),
+            "created": rfc3339(time.time()),
         },
     )
     return EmailSent(id=email_id)

@@ -36,7 +36,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from sandbox.state import SandboxState, StateDep, get_state, new_id
+from sandbox.state import SandboxState, StateDep, get_state, new_id, rfc3339
 
 router = APIRouter(prefix="/stripe", tags=["stripe"])
 control_router = APIRouter(prefix="/_sandbox/stripe", tags=["sandbox"])
@@ -412,7 +412,7 @@ def _record_payment_intent(call: StripeCall, pi: dict[str, Any]) -> None:
             "transfer_group": pi["transfer_group"],
             "description": pi["description"],
             "metadata": pi["metadata"],
-            "created": pi["created"],
+            "created": rfc3339(pi["created"]),
         },
     )
 
@@ -872,7 +872,7 @@ def create_refund(call: StripeCall) -> dict[str, Any]:
             "reason": reason,
             "metadata": refund["metadata"],
             "idempotency_key": call.idempotency_key,
-            "created": refund["created"],
+            "created": rfc3339(refund["created"]),
         },
     )
     pi_for_charge = call.store.payment_intents.get(charge["payment_intent"] or "")
@@ -952,7 +952,7 @@ def create_account(call: StripeCall) -> dict[str, Any]:
             "email": account["email"],
             "metadata": account["metadata"],
             "idempotency_key": call.idempotency_key,
-            "created": account["created"],
+            "created": rfc3339(account["created"]),
         },
     )
     return account
@@ -1006,7 +1006,7 @@ def _record_transfer(call: StripeCall, transfer: dict[str, Any], *, created: boo
         "source_transaction": transfer["source_transaction"],
         "reversals": [r["id"] for r in transfer["reversals"]["data"]],
         "metadata": transfer["metadata"],
-        "created": transfer["created"],
+        "created": rfc3339(transfer["created"]),
     }
     if created:
         entry["idempotency_key"] = call.idempotency_key
@@ -1373,7 +1373,7 @@ async def open_dispute(
             "reason": dispute["reason"],
             "metadata": charge["metadata"],
             "idempotency_key": None,
-            "created": dispute["created"],
+            "created": rfc3339(dispute["created"]),
         },
     )
     pi_for_charge = call.store.payment_intents.get(charge["payment_intent"] or "")
