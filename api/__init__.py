@@ -1,0 +1,1 @@
+"""The HTTP layer: merchants, catalogue, orders, provider webhooks, health."""
