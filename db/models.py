@@ -114,6 +114,8 @@ class Order(Base):
     charge_id: Mapped[str | None] = mapped_column(String(64))
     refund_id: Mapped[str | None] = mapped_column(String(64))
     shipment: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Where a Shippo tracking webhook finds its order.
+    tracking_number: Mapped[str | None] = mapped_column(String(64), index=True)
     payout_id: Mapped[str | None] = mapped_column(String(40))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 16:19:27.233294
+Create Date: 2026-11-27 16:27:17.643691
 """
 
 from __future__ import annotations
@@ -177,6 +177,7 @@ def upgrade() -> None:
         sa.Column("charge_id", sa.String(length=64), nullable=True),
         sa.Column("refund_id", sa.String(length=64), nullable=True),
         sa.Column("shipment", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("tracking_number", sa.String(length=64), nullable=True),
         sa.Column("payout_id", sa.String(length=40), nullable=True),
         sa.Column("failure_reason", sa.Text(), nullable=True),
         sa.Column(
@@ -202,6 +203,7 @@ def upgrade() -> None:
         "ix_orders_merchant_created", "orders", ["merchant_id", "created_at", "id"], unique=False
     )
     op.create_index(op.f("ix_orders_status"), "orders", ["status"], unique=False)
+    op.create_index(op.f("ix_orders_tracking_number"), "orders", ["tracking_number"], unique=False)
     op.create_table(
         "products",
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
@@ -322,6 +324,7 @@ def downgrade() -> None:
     op.drop_table("order_events")
     op.drop_index(op.f("ix_products_merchant_id"), table_name="products")
     op.drop_table("products")
+    op.drop_index(op.f("ix_orders_tracking_number"), table_name="orders")
     op.drop_index(op.f("ix_orders_status"), table_name="orders")
     op.drop_index("ix_orders_merchant_created", table_name="orders")
     op.drop_table("orders")
