@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from db.models import Merchant, Order, OrderEvent
+from db.orders import get_order_public
 from fulfil import errors
 from fulfil.codec import KeyRing
 from fulfil.models import CustomerEmail, MerchantWebhook
@@ -112,8 +113,6 @@ class NotifyActivities:
             )
             if merchant is None or not merchant.webhook_url:
                 return
-            from db.orders import get_order_public  # noqa: PLC0415  (TODO: top-level once landed)
-
             public = await get_order_public(session, order.id, merchant.id)
         body = json.dumps(
             {

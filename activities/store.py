@@ -18,17 +18,23 @@ from temporalio.exceptions import ApplicationError
 from db.models import Discount, LedgerEntry, Merchant, Order, OrderEvent, Product, StockReservation
 from fulfil import errors
 from fulfil.models import (
+    Address,
     OrderRef,
     OrderStatusChange,
     PaymentRecord,
     PricedOrder,
     PriceOrder,
     RefundRecord,
+    ShipmentPlan,
+    ShipmentRecord,
+    ShippingPolicy,
     StatusRecorded,
 )
 from fulfil.money import DiscountRule, PricedLine, price
 
 log = logging.getLogger(__name__)
+
+DEFAULT_ITEM_WEIGHT_GRAMS = 500
 
 
 async def _order(session: AsyncSession, order_id: str, *, lock: bool = False) -> Order:
@@ -296,3 +302,67 @@ class StoreActivities:
                 order_id=order.id,
                 memo=f"refund {record.refund.refund_id}",
             )
+
+    @activity.defn
+    async def shipment_plan(self, ref: OrderRef) -> ShipmentPlan:
+        """Ship-from and policy of the merchant, ship-to and parcel weight of the order."""
+        async with self._sessionmaker() as session:
+            order = await _order(session, ref.order_id)
+            merchant = await session.get(Merchant, order.merchant_id)
+            if merchant is None or not merchant.ship_from:
+                raise ApplicationError(
+                    "the merchant has no ship_from address",
+                    type=errors.INVALID_ORDER,
+                    non_retryable=True,
+                )
+            weights = {
+                p.sku: p.weight_grams
+                for p in await session.scalars(
+                    select(Product).where(
+                        Product.merchant_id == order.merchant_id,
+                        Product.sku.in_([i.sku for i in order.items]),
+                    )
+                )
+            }
+            weight = sum(
+                (weights.get(i.sku) or DEFAULT_ITEM_WEIGHT_GRAMS) * i.quantity for i in order.items
+            )
+            return ShipmentPlan(
+                order_id=order.id,
+                ship_from=Address.model_validate(merchant.ship_from),
+                ship_to=Address.model_validate(order.shipping_address),
+                weight_grams=weight,
+                policy=ShippingPolicy.model_validate(merchant.shipping_policy or {}),
+            )
+
+    @activity.defn
+    async def record_shipment(self, record: ShipmentRecord) -> None:
+        """The order's shipment read model and an event per shipment stage."""
+        async with self._sessionmaker.begin() as session:
+            order = await _order(session, record.order_id, lock=True)
+            order.shipment = {
+                "carrier": record.carrier,
+                "service": record.service,
+                "tracking_number": record.tracking_number,
+                "label_url": record.label_url,
+                "status": record.status,
+                "transaction_id": record.transaction_id,
+                "detail": record.detail,
+            }
+            if record.tracking_number:
+                order.tracking_number = record.tracking_number
+            await session.execute(
+                insert(OrderEvent)
+                .values(
+                    order_id=order.id,
+                    type=f"shipment.{record.status}",
+                    status=order.status,
+                    detail=record.detail,
+                    dedupe_key=f"{order.id}:shipment.{record.status}",
+                )
+                .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            )
+        log.info(
+            "shipment recorded",
+            extra={"order_id": record.order_id, "shipment_status": record.status},
+        )

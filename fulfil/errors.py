@@ -9,6 +9,9 @@ INVALID_ORDER = "InvalidOrder"
 ORDER_NOT_FOUND = "OrderNotFound"
 PAYMENT_REJECTED = "PaymentRejected"
 ORDER_NOT_CANCELLABLE = "OrderNotCancellable"
+LABEL_REFUSED = "LabelRefused"
+TIKTOK_REJECTED = "TikTokRejected"
+UNKNOWN_SHOP = "UnknownShop"
 
 NON_RETRYABLE = [
     OUT_OF_STOCK,
@@ -17,4 +20,7 @@ NON_RETRYABLE = [
     INVALID_ORDER,
     ORDER_NOT_FOUND,
     PAYMENT_REJECTED,
+    LABEL_REFUSED,
+    TIKTOK_REJECTED,
+    UNKNOWN_SHOP,
 ]

@@ -185,3 +185,137 @@ class OrderProgress(BaseModel):
     step: str
     payment_intent_id: str | None = None
     failure_reason: str | None = None
+
+
+# --- Shipment ----------------------------------------------------------------
+
+
+class TrackingStage(StrEnum):
+    """Shippo tracking statuses, plus our own first stage."""
+
+    LABEL_PURCHASED = "label_purchased"
+    PRE_TRANSIT = "PRE_TRANSIT"
+    TRANSIT = "TRANSIT"
+    DELIVERED = "DELIVERED"
+    RETURNED = "RETURNED"
+    FAILURE = "FAILURE"
+    UNKNOWN = "UNKNOWN"
+
+
+FINAL_TRACKING_STAGES = frozenset(
+    {TrackingStage.DELIVERED, TrackingStage.RETURNED, TrackingStage.FAILURE}
+)
+
+
+class ShipmentConfig(BaseModel):
+    tracking_poll_seconds: int = 3600
+    label_file_type: str = "PDF_4x6"
+
+
+class ShipmentInput(BaseModel):
+    order_id: str
+    merchant_id: str
+    parent_workflow_id: str
+    config: ShipmentConfig = ShipmentConfig()
+    # Carried across continue-as-new once the label is bought.
+    label: Label | None = None
+    last_stage: TrackingStage | None = None
+
+
+class ShipmentPlan(BaseModel):
+    """What a shipment needs, read from the order and its merchant."""
+
+    order_id: str
+    ship_from: Address
+    ship_to: Address
+    weight_grams: int
+    policy: ShippingPolicy
+
+
+class RateOption(BaseModel):
+    rate_id: str
+    carrier: str
+    service: str
+    amount: int
+    currency: str
+    estimated_days: int | None = None
+
+
+class RatesQuote(BaseModel):
+    shipment_id: str
+    rates: list[RateOption]
+
+
+class BuyLabel(BaseModel):
+    order_id: str
+    rate: RateOption
+    label_file_type: str = "PDF_4x6"
+
+
+class Label(BaseModel):
+    transaction_id: str
+    carrier: str
+    service: str
+    tracking_number: str
+    label_url: str | None = None
+    amount: int
+    currency: str
+
+
+class VoidLabel(BaseModel):
+    order_id: str
+    transaction_id: str
+
+
+class TrackingQuery(BaseModel):
+    carrier: str
+    tracking_number: str
+
+
+class TrackingStatus(BaseModel):
+    stage: TrackingStage
+    detail: str = ""
+    at: str | None = None
+
+
+class ShipmentRecord(BaseModel):
+    """The order's ``shipment`` read model."""
+
+    order_id: str
+    status: str
+    carrier: str | None = None
+    service: str | None = None
+    tracking_number: str | None = None
+    label_url: str | None = None
+    transaction_id: str | None = None
+    detail: str = ""
+
+
+class TrackingChanged(BaseModel):
+    """Signal to Shipment: a tracking webhook arrived; re-read the status."""
+
+    tracking_number: str
+
+
+class VoidRequest(BaseModel):
+    """Signal to Shipment: the order was cancelled; stop, or void the label."""
+
+    reason: str = "order_cancelled"
+
+
+class ShipmentProgress(BaseModel):
+    """Signal from Shipment to its parent."""
+
+    stage: TrackingStage
+    label: Label | None = None
+    detail: str = ""
+
+
+class ShipmentResult(BaseModel):
+    order_id: str
+    outcome: str  # delivered | returned | failure | voided | cancelled | no_rate
+    label: Label | None = None
+    detail: str = ""
+
+
+ShipmentInput.model_rebuild()
