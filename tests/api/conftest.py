@@ -1,0 +1,250 @@
+"""API tests: the real app (lifespan running) over ASGI, real PostgreSQL and Redis, no Temporal.
+
+``client`` talks to an app whose Temporal address is a closed port, so every
+background outbox dispatch fails (harmlessly: rows stay undispatched).
+``fake_client`` talks to an app whose Temporal client is :class:`FakeTemporal`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.app import create_app
+from fulfil.settings import Settings
+from tests.conftest import free_port
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@pytest.fixture(scope="session")
+def api_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+
+
+async def _running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c,
+    ):
+        yield c
+
+
+@pytest.fixture(scope="session")
+def app(api_settings: Settings) -> FastAPI:
+    return create_app(api_settings)
+
+
+@pytest.fixture(scope="session")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in _running(app):
+        yield c
+
+
+# --- a stand-in Temporal client ---------------------------------------------
+
+
+class FakeServiceClient:
+    async def check_health(self, **_: Any) -> bool:
+        return True
+
+
+class FakeHandle:
+    def __init__(self, client: FakeClient, workflow_id: str) -> None:
+        self._client = client
+        self.workflow_id = workflow_id
+
+    async def execute_update(self, update: Any, arg: Any, **_: Any) -> Any:
+        self._client.updates.append((self.workflow_id, update, arg))
+        return await self._client.on_update(self.workflow_id)
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.service_client = FakeServiceClient()
+        self.updates: list[tuple[str, Any, Any]] = []
+        self.starts: list[str] = []
+        self.on_update: Callable[[str], Awaitable[Any]] = self._unset
+
+    async def _unset(self, workflow_id: str) -> Any:
+        raise AssertionError("the test did not say how the update behaves")
+
+    def get_workflow_handle(self, workflow_id: str) -> FakeHandle:
+        return FakeHandle(self, workflow_id)
+
+    async def start_workflow(self, workflow: str, arg: Any, *, id: str, **_: Any) -> None:
+        self.starts.append(id)
+
+
+class FakeTemporal:
+    def __init__(self) -> None:
+        self.client = FakeClient()
+
+    async def __call__(self) -> FakeClient:
+        return self.client
+
+
+@pytest.fixture(scope="session")
+def fake_temporal() -> FakeTemporal:
+    return FakeTemporal()
+
+
+@pytest.fixture
+def fake(fake_temporal: FakeTemporal) -> FakeClient:
+    """The fake client, reset for this test."""
+    fake_temporal.client = FakeClient()
+    return fake_temporal.client
+
+
+@pytest.fixture(scope="session")
+async def fake_client(
+    api_settings: Settings, fake_temporal: FakeTemporal
+) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in _running(create_app(api_settings, temporal=fake_temporal)):
+        yield c
+
+
+# --- actors -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ops(api_settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_settings.ops_api_key}"}
+
+
+@dataclass
+class MerchantActor:
+    merchant_id: str
+    api_key: str
+    webhook_secret: str
+    client: httpx.AsyncClient
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    async def add_product(
+        self, sku: str, *, price: int = 1000, stock: int = 10, currency: str = "USD"
+    ) -> dict[str, Any]:
+        r = await self.client.post(
+            "/api/v1/products",
+            json={
+                "sku": sku,
+                "name": sku.title(),
+                "price": price,
+                "currency": currency,
+                "stock": stock,
+            },
+            headers=self.auth,
+        )
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    async def place(
+        self, body: dict[str, Any], key: str | None = None, client: httpx.AsyncClient | None = None
+    ) -> httpx.Response:
+        headers = {**self.auth, "Idempotency-Key": key or uuid.uuid4().hex}
+        return await (client or self.client).post("/api/v1/orders", json=body, headers=headers)
+
+
+_names = itertools.count()
+
+
+async def make_merchant(
+    client: httpx.AsyncClient, ops: dict[str, str], **fields: Any
+) -> MerchantActor:
+    n = next(_names)
+    body = {"name": f"Shop {n}", "email": f"shop{n}@example.com", **fields}
+    r = await client.post("/api/v1/merchants", json=body, headers=ops)
+    assert r.status_code == 201, r.text
+    data = r.json()
+    return MerchantActor(data["merchant_id"], data["api_key"], data["webhook_secret"], client)
+
+
+@pytest.fixture
+async def merchant(client: httpx.AsyncClient, ops: dict[str, str]) -> MerchantActor:
+    return await make_merchant(client, ops)
+
+
+@pytest.fixture
+async def other_merchant(client: httpx.AsyncClient, ops: dict[str, str]) -> MerchantActor:
+    return await make_merchant(client, ops)
+
+
+def order_body(*items: tuple[str, int], **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "customer": {"email": "ada@example.com", "name": "Ada"},
+        "items": [{"sku": sku, "quantity": qty} for sku, qty in items],
+        "shipping_address": {
+            "name": "Ada",
+            "street1": "1 Main St",
+            "city": "Sydney",
+            "state": "NSW",
+            "zip": "2000",
+            "country": "AU",
+        },
+        "payment_method": "pm_card_visa",
+    }
+    body.update(overrides)
+    return body
+
+
+# --- assertions and database peeks -------------------------------------------
+
+
+def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM_JSON), r.headers
+    body = dict(r.json())
+    assert body["status"] == status
+    assert body["title"]
+    assert "type" in body
+    assert "detail" in body
+    return body
+
+
+def error_fields(body: dict[str, Any]) -> list[str]:
+    return [e["field"] for e in body.get("errors") or []]
+
+
+async def scalar(sessionmaker: async_sessionmaker[AsyncSession], sql: str, **params: Any) -> Any:
+    async with sessionmaker() as session:
+        return await session.scalar(text(sql), params)
+
+
+async def rows(
+    sessionmaker: async_sessionmaker[AsyncSession], sql: str, **params: Any
+) -> list[Any]:
+    async with sessionmaker() as session:
+        return list((await session.execute(text(sql), params)).mappings().all())
+
+
+def stripe_signature(payload: bytes, secret: str, at: int | None = None) -> str:
+    t = int(time.time()) if at is None else at
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def stripe_event(event_type: str, obj: dict[str, Any], event_id: str | None = None) -> bytes:
+    return json.dumps(
+        {
+            "id": event_id or f"evt_{uuid.uuid4().hex[:24]}",
+            "object": "event",
+            "type": event_type,
+            "created": int(time.time()),
+            "data": {"object": obj},
+        }
+    ).encode()
