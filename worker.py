@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from activities.notify import NotifyActivities
 from activities.payments import PaymentActivities, build_stripe
+from activities.shipping import ShippingActivities, build_shippo
 from activities.store import StoreActivities
 from db.session import make_engine, make_sessionmaker
 from fulfil.codec import KeyRing
@@ -29,10 +30,11 @@ from fulfil.outbox import OutboxRelay
 from fulfil.settings import Settings, get_settings
 from fulfil.temporal import connect
 from workflows.order_placement import OrderPlacement
+from workflows.shipment import Shipment
 
 log = logging.getLogger("worker")
 
-WORKFLOWS = [OrderPlacement]
+WORKFLOWS = [OrderPlacement, Shipment]
 
 
 @dataclass
@@ -56,6 +58,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
 def activities_for(settings: Settings, resources: Resources) -> list[object]:
     store = StoreActivities(resources.sessionmaker)
     payments = PaymentActivities(build_stripe(settings))
+    shipping = ShippingActivities(build_shippo(settings))
     notify = NotifyActivities(
         resources.sessionmaker,
         resources.http,
@@ -71,9 +74,15 @@ def activities_for(settings: Settings, resources: Resources) -> list[object]:
         store.record_status,
         store.record_payment,
         store.record_refund,
+        store.shipment_plan,
+        store.record_shipment,
         payments.charge,
         payments.refund,
         payments.cancel_payment_intent,
+        shipping.quote_rates,
+        shipping.buy_label,
+        shipping.void_label,
+        shipping.get_tracking,
         notify.send_customer_email,
         notify.deliver_merchant_webhook,
     ]

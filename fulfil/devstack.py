@@ -484,8 +484,11 @@ class Child:
         cwd: Path = PROJECT_ROOT,
         log_dir: Path = LOG_DIR,
         console: TextIO | None = None,
+        quiet_on_stop: bool = False,
     ) -> None:
         self.name = name
+        self._quiet_on_stop = quiet_on_stop
+        self._stopping = False
         self.argv = list(argv)
         self.log_path = log_dir / f"{name}.log"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -517,13 +520,15 @@ class Child:
         for raw in stream:
             line = raw.rstrip("\n")
             self._log.write(line + "\n")
-            emit(self.name, line, colour=self._colour, stream=self._console)
+            if not (self._stopping and self._quiet_on_stop):
+                emit(self.name, line, colour=self._colour, stream=self._console)
 
     def returncode(self) -> int | None:
         return self.process.poll()
 
     def stop(self, timeout: float = STOP_TIMEOUT, force: threading.Event | None = None) -> int:
         """SIGTERM the group, SIGKILL it after ``timeout`` (or at once when ``force`` is set)."""
+        self._stopping = True
         if self.process.poll() is None:
             self._signal_group(signal.SIGTERM)
             deadline = time.monotonic() + timeout
@@ -560,7 +565,8 @@ def start_temporal(
 ) -> Child:
     db_file.parent.mkdir(parents=True, exist_ok=True)
     argv = temporal_server_args(cli, address, db_file=db_file, namespace=namespace)
-    return Child("temporal", argv, env=env, log_dir=log_dir)
+    # Its shutdown is a burst of "connection refused" warnings: those go to the log only.
+    return Child("temporal", argv, env=env, log_dir=log_dir, quiet_on_stop=True)
 
 
 def wait_until(
@@ -890,13 +896,8 @@ class DevStack:
             say(f"Temporal already answers at {address}: using it")
         else:
             say(f"starting the Temporal dev server at {address} ({cli})")
-            temporal = self.spawn(
-                "temporal",
-                temporal_server_args(
-                    cli, address, db_file=DATA_DIR / "temporal.db", namespace=s.temporal_namespace
-                ),
-                env,
-            )
+            temporal = start_temporal(cli, address, namespace=s.temporal_namespace, env=env)
+            self.children.append(temporal)
             wait_until(
                 lambda: temporal_answers(address, s.temporal_namespace),
                 f"Temporal at {address}",
@@ -965,16 +966,17 @@ class DevStack:
         except (StartupError, httpx.HTTPError, KeyError, ValueError) as exc:
             say(f"warning: could not seed the demo merchant: {exc}")
 
-        say(
-            banner(
-                settings=s,
-                database_url=database_url,
-                redis_url=redis_url,
-                temporal_address=address,
-                temporal_ui=temporal_ui_url(address),
-                demo=demo,
-            )
+        text = banner(
+            settings=s,
+            database_url=database_url,
+            redis_url=redis_url,
+            temporal_address=address,
+            temporal_ui=temporal_ui_url(address),
+            demo=demo,
         )
+        with _console_lock:  # unprefixed, so the commands copy-paste as they are
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
         return demo
 
     def _check_stop(self) -> None:

@@ -68,7 +68,7 @@ class OrderConfig(BaseModel):
 
     flat_shipping_amount: int
     payment_action_timeout_seconds: int
-    cancel_window_seconds: int = 30 * 24 * 3600
+    shipment: ShipmentConfig = Field(default_factory=lambda: ShipmentConfig())
 
 
 class OrderPlacementInput(BaseModel):
@@ -216,7 +216,7 @@ class ShipmentInput(BaseModel):
     order_id: str
     merchant_id: str
     parent_workflow_id: str
-    config: ShipmentConfig = ShipmentConfig()
+    config: ShipmentConfig = Field(default_factory=lambda: ShipmentConfig())
     # Carried across continue-as-new once the label is bought.
     label: Label | None = None
     last_stage: TrackingStage | None = None
@@ -319,3 +319,5 @@ class ShipmentResult(BaseModel):
 
 
 ShipmentInput.model_rebuild()
+OrderConfig.model_rebuild()
+OrderPlacementInput.model_rebuild()

@@ -1,24 +1,22 @@
-"""OrderPlacement: price → reserve stock → charge → paid → notify; a saga.
+"""OrderPlacement: price → reserve stock → charge → paid → ship → delivered; a saga.
 
 Every step after the reservation pushes its compensation; a failure runs them
 in reverse (refund, release stock), records ``failed`` with a reason and tells
-the customer why. ``cancel`` is a validated update, allowed until the order
-has shipped. Workflow id: ``order-{order_id}``.
+the customer why. ``cancel`` is a validated update, allowed until the parcel
+is in the carrier's hands: before the label nothing is bought, after it the
+label is voided. Workflow id: ``order-{order_id}``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notify import NotifyActivities
     from activities.payments import PaymentActivities
     from activities.store import StoreActivities
     from fulfil import errors
@@ -28,8 +26,6 @@ with workflow.unsafe.imports_passed_through():
         CancelOrder,
         CancelPayment,
         ChargeRequest,
-        CustomerEmail,
-        MerchantWebhook,
         OrderPlacementInput,
         OrderProgress,
         OrderRef,
@@ -37,29 +33,19 @@ with workflow.unsafe.imports_passed_through():
         OrderStatusChange,
         PaymentRecord,
         PaymentSucceeded,
+        PricedOrder,
         PriceOrder,
         RefundRecord,
         RefundRequest,
     )
     from fulfil.money import Totals
-    from fulfil.temporal import ORDER_STATUS
+    from workflows.order_lifecycle import OrderLifecycle
 
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=errors.NON_RETRYABLE,
-)
 PROVIDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=60),
     non_retryable_error_types=errors.NON_RETRYABLE,
 )
-NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    maximum_interval=timedelta(minutes=30),
-    non_retryable_error_types=errors.NON_RETRYABLE,
-)
-DB_TIMEOUT = timedelta(seconds=15)
 PROVIDER_TIMEOUT = timedelta(seconds=30)
 # A provider down this long fails the order (and compensates) instead of holding stock forever.
 PROVIDER_GIVE_UP = timedelta(minutes=30)
@@ -69,6 +55,7 @@ FAILURE_REASONS = {
     errors.PAYMENT_DECLINED: "payment_declined",
     errors.PAYMENT_REJECTED: "payment_rejected",
 }
+SHIPPING_FAILURES = frozenset({"no_rate", "label_refused", "cannot_ship"})
 
 
 def _failure_type(err: ActivityError) -> str | None:
@@ -81,30 +68,24 @@ def _failure_message(err: ActivityError) -> str:
 
 
 @workflow.defn
-class OrderPlacement:
+class OrderPlacement(OrderLifecycle):
     def __init__(self) -> None:
-        self._order_id = ""
-        self._status = OrderStatus.PENDING
-        self._step = "created"
+        super().__init__()
         self._totals: Totals | None = None
         self._payment_intent_id: str | None = None
         self._charge_id: str | None = None
         self._payment_confirmed: PaymentSucceeded | None = None
-        self._cancel: CancelOrder | None = None
         self._failure_reason: str | None = None
         self._compensations: list[tuple[str, Callable[[], Awaitable[None]]]] = []
-        self._background: list[asyncio.Task[Any]] = []
         self._refunded = False
 
     # --- the run ---------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: OrderPlacementInput) -> OrderProgress:
-        self._order_id = inp.order_id
+        self._order_id, self._merchant_id = inp.order_id, inp.merchant_id
         await self._place(inp)
-        if self._background:
-            self._set_step("delivering notifications")
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._drain_notifications()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.progress()
 
@@ -112,11 +93,10 @@ class OrderPlacement:
         ref = OrderRef(order_id=inp.order_id)
 
         self._set_step("pricing")
-        priced = await workflow.execute_activity_method(
+        priced: PricedOrder = await self._store(
             StoreActivities.price_order,
             PriceOrder(order_id=inp.order_id, shipping=inp.config.flat_shipping_amount),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
+            summary="price items, discount and shipping",
         )
         self._totals = priced.totals
         if self._cancel is not None:
@@ -146,17 +126,14 @@ class OrderPlacement:
             detail=f"charged {priced.totals.total} {priced.totals.currency}",
         )
         self._notify_customer("confirmed")
+        if self._cancel is not None:
+            return await self._finish_cancelled()
 
-        # Until fulfilment takes over, a paid order waits here for a cancel.
-        self._set_step("awaiting fulfilment")
-        try:
-            await workflow.wait_condition(
-                lambda: self._cancel is not None,
-                timeout=timedelta(seconds=inp.config.cancel_window_seconds),
-            )
-        except TimeoutError:
-            return
-        await self._finish_cancelled()
+        shipment = await self._ship(inp.config.shipment)
+        if shipment.outcome in ("voided", "cancelled"):
+            await self._finish_cancelled()
+        elif shipment.outcome in SHIPPING_FAILURES:
+            await self._finish_failed(None, reason="shipping_unavailable")
 
     async def _take_payment(self, inp: OrderPlacementInput, totals: Totals) -> bool:
         """Charge; True when paid. On failure the order is already finished."""
@@ -314,19 +291,6 @@ class OrderPlacement:
             summary="release stock",
         )
 
-    # --- steps -------------------------------------------------------------
-
-    async def _store(
-        self, activity: Callable[..., Awaitable[Any]], arg: Any, summary: str | None = None
-    ) -> Any:
-        return await workflow.execute_activity_method(
-            activity,
-            arg,
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-            summary=summary,
-        )
-
     async def _record_payment(self, totals: Totals, status: str) -> None:
         assert self._payment_intent_id is not None
         await self._store(
@@ -341,56 +305,6 @@ class OrderPlacement:
             ),
         )
 
-    async def _set_status(
-        self,
-        status: OrderStatus,
-        event_type: str,
-        *,
-        detail: str = "",
-        failure_reason: str | None = None,
-    ) -> None:
-        self._status = status
-        recorded = await self._store(
-            StoreActivities.record_status,
-            OrderStatusChange(
-                order_id=self._order_id,
-                status=status,
-                event_type=event_type,
-                detail=detail,
-                failure_reason=failure_reason,
-            ),
-            summary=f"status {status.value}",
-        )
-        if workflow.info().typed_search_attributes.get(ORDER_STATUS) is not None:
-            workflow.upsert_search_attributes([ORDER_STATUS.value_set(status.value)])
-        if recorded.notify_merchant:
-            self._background.append(
-                workflow.start_activity_method(
-                    NotifyActivities.deliver_merchant_webhook,
-                    MerchantWebhook(order_id=self._order_id, event_id=recorded.event_id),
-                    start_to_close_timeout=timedelta(seconds=30),
-                    schedule_to_close_timeout=timedelta(hours=24),
-                    retry_policy=NOTIFY_RETRY,
-                    summary=f"merchant webhook order.{status.value}",
-                )
-            )
-
-    def _notify_customer(self, kind: str, detail: str = "") -> None:
-        self._background.append(
-            workflow.start_activity_method(
-                NotifyActivities.send_customer_email,
-                CustomerEmail(order_id=self._order_id, kind=kind, detail=detail),
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(hours=1),
-                retry_policy=NOTIFY_RETRY,
-                summary=f"email customer: {kind}",
-            )
-        )
-
-    def _set_step(self, step: str) -> None:
-        self._step = step
-        workflow.set_current_details(f"**{self._status.value}** · {step}")
-
     # --- handlers ------------------------------------------------------------
 
     @workflow.signal
@@ -403,7 +317,15 @@ class OrderPlacement:
     async def cancel(self, req: CancelOrder) -> OrderProgress:
         if self._cancel is None:
             self._cancel = req
-        await workflow.wait_condition(lambda: self._status in TERMINAL_ORDER_STATUSES)
+        await workflow.wait_condition(
+            lambda: self._status in TERMINAL_ORDER_STATUSES or self._cancel_refused
+        )
+        if self._status != OrderStatus.CANCELLED and self._cancel_refused:
+            self._cancel_refused = False
+            raise ApplicationError(
+                f"order {self._order_id} has shipped and can no longer be cancelled",
+                type=errors.ORDER_NOT_CANCELLABLE,
+            )
         return self.progress()
 
     @cancel.validator

@@ -16,24 +16,34 @@ from temporalio.worker import Replayer
 
 from tests.temporal_env import keyed_converter
 from workflows.order_placement import OrderPlacement
+from workflows.shipment import Shipment
 
 HISTORIES = Path(__file__).parent.parent / "histories"
-WORKFLOWS = {"order_placement": OrderPlacement}
+WORKFLOWS = {"order_placement": OrderPlacement, "shipment": Shipment}
 FILES = sorted(HISTORIES.glob("*/*.json"))
 
 
-def test_every_branch_has_a_history() -> None:
-    recorded = {p.stem for p in (HISTORIES / "order_placement").glob("*.json")}
-    assert {
+EXPECTED = {
+    "order_placement": {
         "happy",
         "declined",
         "out_of_stock",
         "commit_failed",
+        "no_rate",
         "authenticated",
         "auth_timeout",
-        "cancel_after_paid",
+        "cancel_after_label",
+        "cancel_after_shipped",
         "cancel_while_authenticating",
-    } <= recorded
+    },
+    "shipment": {"happy", "no_rate", "cancel_after_label", "cancel_after_shipped"},
+}
+
+
+@pytest.mark.parametrize("workflow", sorted(EXPECTED))
+def test_every_branch_has_a_history(workflow: str) -> None:
+    recorded = {p.stem for p in (HISTORIES / workflow).glob("*.json")}
+    assert EXPECTED[workflow] <= recorded
 
 
 @pytest.mark.parametrize("path", FILES, ids=[f"{p.parent.name}/{p.stem}" for p in FILES])
