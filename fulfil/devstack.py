@@ -176,10 +176,13 @@ def stop_embedded() -> None:
     """Stop the embedded PostgreSQL/Redis servers this process started (newest first)."""
     while _embedded:
         server = _embedded.pop()
+        kind = "PostgreSQL" if isinstance(server, _EmbeddedPostgres) else "Redis"
         try:
             server.stop()
         except Exception as exc:  # a failed stop must not stop the others
-            say(f"could not stop embedded server {server.url}: {exc}")
+            say(f"could not stop embedded {kind} ({server.url}): {exc}")
+        else:
+            say(f"embedded {kind} stopped")
 
 
 def _wait_pid_gone(pid: int, *, timeout: float) -> None:
