@@ -1,5 +1,7 @@
 """API tests: the real app (lifespan running) over ASGI, real PostgreSQL and Redis, no Temporal.
 
+The API tests get a database of their own (``api_database_url``).
+
 ``client`` talks to an app whose Temporal address is a closed port, so every
 background outbox dispatch fails (harmlessly: rows stay undispatched).
 ``fake_client`` talks to an app whose Temporal client is :class:`FakeTemporal`.
@@ -13,26 +15,61 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.app import create_app
+from db.migrate import upgrade
+from db.session import make_engine, make_sessionmaker
 from fulfil.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import ADMIN_URL, free_port
 
 PROBLEM_JSON = "application/problem+json"
 
 
 @pytest.fixture(scope="session")
-def api_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+def api_database_url() -> Iterator[str]:
+    """A database of the API tests' own.
+
+    Their orders leave undispatched outbox rows on purpose; in the shared
+    database a worker's relay in a later test package would start them.
+    """
+    name = f"fulfil_api_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    url = f"{base}/{name}"
+    upgrade(url)
+    yield url
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def api_settings(settings: Settings, api_database_url: str) -> Settings:
+    """Temporal at a closed port: every start and signal stays in the outbox."""
+    return settings.model_copy(
+        update={
+            "database_url": api_database_url,
+            "temporal_address": f"127.0.0.1:{free_port()}",
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+async def sessionmaker(api_settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Overrides the root fixture for tests/api: the API tests' database."""
+    engine = make_engine(api_settings.database_url)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
 
 
 async def _running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:

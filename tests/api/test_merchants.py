@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 import httpx
 
@@ -90,10 +91,11 @@ async def test_create_merchant_validates_fields(
 async def test_tiktok_shop_belongs_to_one_merchant(
     client: httpx.AsyncClient, ops: dict[str, str]
 ) -> None:
-    await make_merchant(client, ops, tiktok_shop_id="shop-unique-1")
+    shop_id = f"shop-{uuid.uuid4().hex[:12]}"
+    await make_merchant(client, ops, tiktok_shop_id=shop_id)
     r = await client.post(
         "/api/v1/merchants",
-        json={"name": "B", "email": "b@example.com", "tiktok_shop_id": "shop-unique-1"},
+        json={"name": "B", "email": "b@example.com", "tiktok_shop_id": shop_id},
         headers=ops,
     )
     assert_problem(r, 409)
