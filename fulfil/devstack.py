@@ -92,7 +92,7 @@ _COLOURS = ("36", "33", "32", "35", "34", "91", "96", "93")
 
 
 def _use_colour(stream: TextIO) -> bool:
-    return stream.isatty() and os.environ.get("NO_COLOR") is None
+    return stream.isatty()
 
 
 def emit(
