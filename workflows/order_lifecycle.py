@@ -61,6 +61,8 @@ class OrderLifecycle:
         self._order_id = ""
         self._merchant_id = ""
         self._status = OrderStatus.PENDING
+        # The status PostgreSQL already shows (handlers answer only once it is readable).
+        self._recorded_status = OrderStatus.PENDING
         self._step = "created"
         self._cancel: CancelOrder | None = None
         self._cancel_refused = False
@@ -102,6 +104,7 @@ class OrderLifecycle:
             ),
             summary=f"status {status.value}",
         )
+        self._recorded_status = status
         if workflow.info().typed_search_attributes.get(ORDER_STATUS) is not None:
             workflow.upsert_search_attributes([ORDER_STATUS.value_set(status.value)])
         self._set_step(self._step)

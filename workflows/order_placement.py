@@ -318,12 +318,12 @@ class OrderPlacement(OrderLifecycle):
         if self._cancel is None:
             self._cancel = req
         await workflow.wait_condition(
-            lambda: self._status in TERMINAL_ORDER_STATUSES or self._cancel_refused
+            lambda: self._recorded_status in TERMINAL_ORDER_STATUSES or self._cancel_refused
         )
-        if self._status != OrderStatus.CANCELLED and self._cancel_refused:
+        if self._recorded_status != OrderStatus.CANCELLED:
             self._cancel_refused = False
             raise ApplicationError(
-                f"order {self._order_id} has shipped and can no longer be cancelled",
+                f"order {self._order_id} is {self._status.value} and was not cancelled",
                 type=errors.ORDER_NOT_CANCELLABLE,
             )
         return self.progress()

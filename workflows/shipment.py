@@ -91,13 +91,19 @@ class Shipment:
             raise
         if self._void is not None:
             return ShipmentResult(order_id=inp.order_id, outcome="cancelled")
-        quote = await workflow.execute_activity_method(
+        quoting = workflow.start_activity_method(
             ShippingActivities.quote_rates,
             plan,
             start_to_close_timeout=TIMEOUT,
             retry_policy=RETRY,
             summary=f"rates for {plan.weight_grams} g to {plan.ship_to.country}",
         )
+        # Nothing is bought yet: a cancel need not wait for a slow or failing provider.
+        await workflow.wait_condition(lambda: quoting.done() or self._void is not None)
+        if not quoting.done():
+            quoting.cancel()
+            return ShipmentResult(order_id=inp.order_id, outcome="cancelled")
+        quote = await quoting
         rate = choose_rate(quote.rates, plan.policy)
         if rate is None:
             detail = f"no rate matches the policy {plan.policy.model_dump(exclude_none=True)}"

@@ -19,6 +19,17 @@ from tests.integration.support import create_merchant, eventually
 
 pytestmark = pytest.mark.integration
 
+# Once paid, an order moves on to fulfilment at once.
+PAID = {"paid", "fulfilling", "shipped", "delivered"}
+
+SHIP_FROM = {
+    "name": "Candle Works",
+    "street1": "5 Wharf Rd",
+    "city": "Melbourne",
+    "state": "VIC",
+    "zip": "3000",
+    "country": "AU",
+}
 ADDRESS = {
     "name": "Ada",
     "street1": "1 Main St",
@@ -39,6 +50,7 @@ async def shop(
         engine["api"],
         ops_headers,
         webhook_url=f"{engine['sandbox']}/_sandbox/hooks/{hook}",
+        ship_from=SHIP_FROM,
     )
     merchant["hook"] = hook
     for sku, price, stock in (("MUG-1", 1800, 100), ("TEE-1", 2500, 10)):
@@ -128,7 +140,7 @@ async def test_order_is_paid_and_everyone_is_told(
     assert placed["links"]["self"] == f"/api/v1/orders/{placed['order_id']}"
     order_id = placed["order_id"]
 
-    order = await order_when(http, api, shop, order_id, {"paid"})
+    order = await order_when(http, api, shop, order_id, PAID)
     assert order["totals"] == {
         "subtotal": 3600,
         "discount": 360,
@@ -176,7 +188,7 @@ async def test_order_is_paid_and_everyone_is_told(
     attrs = description.typed_search_attributes
     assert attrs.get(ORDER_ID) == order_id
     assert attrs.get(MERCHANT_ID) == shop["merchant_id"]
-    assert attrs.get(ORDER_STATUS) == "paid"
+    assert attrs.get(ORDER_STATUS) in PAID
 
 
 async def test_declined_card_fails_and_releases_stock(
@@ -221,7 +233,7 @@ async def test_authentication_required_completes_through_the_stripe_webhook(
         f"{sandbox}/_sandbox/stripe/payment_intents/{intent_id}/authenticate"
     )
     assert response.status_code == 200, response.text
-    order = await order_when(http, api, shop, order_id, {"paid"})
+    order = await order_when(http, api, shop, order_id, PAID)
     assert order["payment"]["status"] == "succeeded"
     assert len(intents_for(await sandbox_ledger(http, sandbox), order_id)) == 1
 
@@ -237,7 +249,7 @@ async def test_same_idempotency_key_is_one_order_and_one_charge(
     assert first.status_code == second.status_code == 202
     assert first.json()["order_id"] == second.json()["order_id"]
     order_id = first.json()["order_id"]
-    await order_when(http, api, shop, order_id, {"paid"})
+    await order_when(http, api, shop, order_id, PAID)
     third = await place(http, api, shop, key=key)
     assert third.json()["order_id"] == order_id
     listed = (await http.get(f"{api}/api/v1/orders?limit=100", headers=shop["headers"])).json()
@@ -266,7 +278,7 @@ async def test_cancel_paid_order_refunds_and_restocks(
 ) -> None:
     api, sandbox = engine["api"], engine["sandbox"]
     order_id = (await place(http, api, shop)).json()["order_id"]
-    await order_when(http, api, shop, order_id, {"paid"})
+    await order_when(http, api, shop, order_id, PAID)
     response = await http.post(f"{api}/api/v1/orders/{order_id}/cancel", headers=shop["headers"])
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "cancelled"
@@ -305,9 +317,9 @@ async def test_fifty_orders_for_the_last_ten_units(
     assert set(codes) <= {202, 409}, codes
     accepted = [r.json()["order_id"] for r in responses if r.status_code == 202]
     finals = await asyncio.gather(
-        *(order_when(http, api, shop, o, {"paid", "failed"}, timeout=120) for o in accepted)
+        *(order_when(http, api, shop, o, PAID | {"failed"}, timeout=120) for o in accepted)
     )
-    paid = [o for o in finals if o["status"] == "paid"]
+    paid = [o for o in finals if o["status"] in PAID]
     assert len(paid) == 10
     assert all(
         o["events"][-1]["detail"] == "out_of_stock" for o in finals if o["status"] == "failed"
@@ -336,5 +348,5 @@ async def test_order_accepted_while_temporal_is_unreachable_is_not_lost(
         response = await place(local, "http://api", shop)
         assert response.status_code == 202, response.text
     order_id = response.json()["order_id"]
-    order = await order_when(http, engine["api"], shop, order_id, {"paid"}, timeout=60)
+    order = await order_when(http, engine["api"], shop, order_id, PAID, timeout=60)
     assert order["payment"]["status"] == "succeeded"
