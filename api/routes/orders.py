@@ -11,6 +11,7 @@ from fastapi import APIRouter, BackgroundTasks, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     Client,
+    WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -41,6 +42,7 @@ from fulfil.models import (
     OrderStatus,
 )
 from fulfil.schemas import OrderAccepted, OrderCreate, OrderLinks, OrderList, OrderPublic
+from workflows.order_placement import OrderPlacement
 
 log = logging.getLogger(__name__)
 
@@ -222,17 +224,10 @@ async def cancel_order(
     return await _read_back(session, order_id, caller.merchant_id)
 
 
-def _cancel_update() -> Any:
-    """``OrderPlacement.cancel``, imported on first use (the API does not load workflows)."""
-    from workflows.order_placement import OrderPlacement
-
-    return OrderPlacement.cancel
-
-
 async def _execute_cancel(client: Client, workflow_id: str) -> OrderProgress:
-    handle = client.get_workflow_handle(workflow_id)
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
     progress: OrderProgress = await handle.execute_update(
-        _cancel_update(), CancelOrder(), rpc_timeout=CANCEL_TIMEOUT
+        OrderPlacement.cancel, CancelOrder(), rpc_timeout=CANCEL_TIMEOUT
     )
     return progress
 
