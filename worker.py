@@ -23,6 +23,7 @@ from activities.notify import NotifyActivities
 from activities.payments import PaymentActivities, build_stripe
 from activities.shipping import ShippingActivities, build_shippo
 from activities.store import StoreActivities
+from activities.tiktok import TIKTOK_API, TikTokActivities
 from db.session import make_engine, make_sessionmaker
 from fulfil.codec import KeyRing
 from fulfil.logs import configure_logging
@@ -31,10 +32,11 @@ from fulfil.settings import Settings, get_settings
 from fulfil.temporal import connect
 from workflows.order_placement import OrderPlacement
 from workflows.shipment import Shipment
+from workflows.tiktok_fulfillment import TikTokFulfillment
 
 log = logging.getLogger("worker")
 
-WORKFLOWS = [OrderPlacement, Shipment]
+WORKFLOWS = [OrderPlacement, Shipment, TikTokFulfillment]
 
 
 @dataclass
@@ -59,6 +61,13 @@ def activities_for(settings: Settings, resources: Resources) -> list[object]:
     store = StoreActivities(resources.sessionmaker)
     payments = PaymentActivities(build_stripe(settings))
     shipping = ShippingActivities(build_shippo(settings))
+    tiktok = TikTokActivities(
+        resources.http,
+        api_base=settings.tiktok_api_base or TIKTOK_API,
+        app_key=settings.tiktok_app_key,
+        app_secret=settings.tiktok_app_secret,
+        access_token=settings.tiktok_access_token,
+    )
     notify = NotifyActivities(
         resources.sessionmaker,
         resources.http,
@@ -76,6 +85,7 @@ def activities_for(settings: Settings, resources: Resources) -> list[object]:
         store.record_refund,
         store.shipment_plan,
         store.record_shipment,
+        store.save_tiktok_order,
         payments.charge,
         payments.refund,
         payments.cancel_payment_intent,
@@ -83,6 +93,8 @@ def activities_for(settings: Settings, resources: Resources) -> list[object]:
         shipping.buy_label,
         shipping.void_label,
         shipping.get_tracking,
+        tiktok.get_tiktok_order,
+        tiktok.ship_tiktok_package,
         notify.send_customer_email,
         notify.deliver_merchant_webhook,
     ]

@@ -15,8 +15,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from db.models import Discount, LedgerEntry, Merchant, Order, OrderEvent, Product, StockReservation
+from db.models import (
+    Discount,
+    LedgerEntry,
+    Merchant,
+    Order,
+    OrderEvent,
+    OrderItem,
+    Product,
+    StockReservation,
+)
 from fulfil import errors
+from fulfil.ids import new_id
 from fulfil.models import (
     Address,
     OrderRef,
@@ -25,6 +35,7 @@ from fulfil.models import (
     PricedOrder,
     PriceOrder,
     RefundRecord,
+    SaveTikTokOrder,
     ShipmentPlan,
     ShipmentRecord,
     ShippingPolicy,
@@ -366,3 +377,82 @@ class StoreActivities:
             "shipment recorded",
             extra={"order_id": record.order_id, "shipment_status": record.status},
         )
+
+    @activity.defn
+    async def save_tiktok_order(self, req: SaveTikTokOrder) -> OrderRef:
+        """The TikTok order as one of ours (``source: tiktok``); saving it again changes nothing."""
+        tt = req.order
+        async with self._sessionmaker.begin() as session:
+            existing = await session.scalar(
+                select(Order.id).where(
+                    Order.merchant_id == req.merchant_id,
+                    Order.source == "tiktok",
+                    Order.external_id == tt.tiktok_order_id,
+                )
+            )
+            if existing is not None:
+                return OrderRef(order_id=existing)
+            products = {
+                p.sku: p.id
+                for p in await session.scalars(
+                    select(Product).where(
+                        Product.merchant_id == req.merchant_id,
+                        Product.sku.in_([line.sku for line in tt.lines]),
+                    )
+                )
+            }
+            order_id = new_id("ord")
+            inserted = await session.scalar(
+                insert(Order)
+                .values(
+                    id=order_id,
+                    merchant_id=req.merchant_id,
+                    source="tiktok",
+                    external_id=tt.tiktok_order_id,
+                    status="pending",
+                    customer_email=tt.recipient.email or "",
+                    customer_name=tt.recipient.name,
+                    shipping_address=tt.recipient.model_dump(mode="json", exclude_none=True),
+                    currency=tt.currency,
+                    subtotal=tt.subtotal,
+                    discount=max(tt.subtotal + tt.shipping - tt.total, 0),
+                    shipping=tt.shipping,
+                    total=tt.total,
+                    payment_status="paid_on_tiktok",
+                )
+                .on_conflict_do_nothing(index_elements=["merchant_id", "source", "external_id"])
+                .returning(Order.id)
+            )
+            if inserted is None:  # a concurrent attempt won
+                won = await session.scalar(
+                    select(Order.id).where(
+                        Order.merchant_id == req.merchant_id,
+                        Order.source == "tiktok",
+                        Order.external_id == tt.tiktok_order_id,
+                    )
+                )
+                return OrderRef(order_id=won or order_id)
+            session.add_all(
+                OrderItem(
+                    order_id=order_id,
+                    product_id=products.get(line.sku),
+                    sku=line.sku,
+                    quantity=line.quantity,
+                    unit_price=line.unit_price,
+                )
+                for line in tt.lines
+            )
+            session.add(
+                OrderEvent(
+                    order_id=order_id,
+                    type="order.created",
+                    status="pending",
+                    detail=f"TikTok Shop order {tt.tiktok_order_id}",
+                    dedupe_key=f"{order_id}:created",
+                )
+            )
+        log.info(
+            "tiktok order saved",
+            extra={"order_id": order_id, "tiktok_order_id": tt.tiktok_order_id},
+        )
+        return OrderRef(order_id=order_id)

@@ -19,7 +19,7 @@ from api.problems import Problem, conflict, invalid
 from db import catalog, orders
 from db.models import IdempotencyRecord, Product
 from fulfil.ids import new_id, order_workflow_id
-from fulfil.models import OrderConfig, OrderPlacementInput, OrderStatus
+from fulfil.models import OrderConfig, OrderPlacementInput, OrderStatus, ShipmentConfig
 from fulfil.money import DiscountRule, PricedLine, price
 from fulfil.outbox import start_message
 from fulfil.schemas import FieldError, OrderCreate
@@ -165,6 +165,7 @@ async def place_order(
             config=OrderConfig(
                 flat_shipping_amount=settings.flat_shipping_amount,
                 payment_action_timeout_seconds=settings.payment_action_timeout_seconds,
+                shipment=ShipmentConfig(tracking_poll_seconds=settings.tracking_poll_seconds),
             ),
         ).model_dump(mode="json"),
         search_attributes={

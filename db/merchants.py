@@ -69,3 +69,7 @@ async def update_merchant(
 
 
 UPDATABLE = frozenset({"webhook_url", "ship_from", "shipping_policy"})
+
+
+async def get_merchant_by_tiktok_shop(session: AsyncSession, shop_id: str) -> Merchant | None:
+    return await session.scalar(select(Merchant).where(Merchant.tiktok_shop_id == shop_id))

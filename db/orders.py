@@ -273,3 +273,13 @@ async def pending_outbox_ids(session: AsyncSession, workflow_id: str) -> list[in
         .order_by(OutboxMessage.id)
     )
     return list(rows)
+
+
+async def order_id_by_tracking_number(session: AsyncSession, tracking_number: str) -> str | None:
+    """The order whose label carries this tracking number (newest if ever reused)."""
+    return await session.scalar(
+        select(Order.id)
+        .where(Order.tracking_number == tracking_number)
+        .order_by(Order.created_at.desc())
+        .limit(1)
+    )

@@ -179,13 +179,16 @@ class OutboxRelay:
                 handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(row.workflow_id)
                 await handle.signal(payload["signal"], payload["arg"])
             else:
-                await self._start(
-                    client,
-                    row.workflow_id,
-                    start,
-                    start_signal=payload["signal"],
-                    start_signal_args=[payload["arg"]],
-                )
+                try:
+                    await self._start(
+                        client,
+                        row.workflow_id,
+                        start,
+                        start_signal=payload["signal"],
+                        start_signal_args=[payload["arg"]],
+                    )
+                except WorkflowAlreadyStartedError:
+                    pass  # the run is over: a late event has nothing left to change
         else:
             raise ValueError(f"unknown outbox kind {row.kind!r}")
 

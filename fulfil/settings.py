@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     flat_shipping_amount: int = Field(default=500, ge=0)
     default_currency: str = "USD"
     payment_action_timeout_seconds: int = Field(default=900, ge=1)
+    # Tracking is read when Shippo's webhook pings, and polled after this long without one.
+    tracking_poll_seconds: int = Field(default=1800, ge=1)
 
     # Payload encryption: comma-separated "key_id:base64(32 bytes)"; the first
     # key encrypts, every key decrypts (rotation keeps old ones listed).

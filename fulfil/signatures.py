@@ -1,10 +1,11 @@
-"""HMAC signatures of the webhooks the engine sends and receives."""
+"""HMAC signatures of the webhooks the engine sends and receives, and of its TikTok API calls."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 
 
 def sign_merchant_webhook(secret: str, body: bytes, timestamp: int | None = None) -> str:
@@ -29,3 +30,18 @@ def verify_merchant_webhook(secret: str, body: bytes, header: str, tolerance: in
 def tiktok_webhook_signature(app_key: str, app_secret: str, body: bytes) -> str:
     """TikTok Shop: hex HMAC-SHA256(key=app secret, msg=app key + raw body)."""
     return hmac.new(app_secret.encode(), app_key.encode() + body, hashlib.sha256).hexdigest()
+
+
+def tiktok_api_signature(app_secret: str, path: str, params: Mapping[str, str], body: bytes) -> str:
+    """TikTok Shop API request ``sign`` (query parameter), lowercase hex.
+
+    HMAC-SHA256(key=app secret, msg=app secret + path + ``key+value`` of every
+    query parameter except ``sign`` and ``access_token``, sorted by key, + raw
+    body + app secret). ``path`` is the API path without host or query, e.g.
+    ``/order/202309/orders``; ``body`` is empty for a GET.
+    """
+    pairs = "".join(
+        f"{key}{params[key]}" for key in sorted(params) if key not in ("sign", "access_token")
+    )
+    message = app_secret.encode() + path.encode() + pairs.encode() + body + app_secret.encode()
+    return hmac.new(app_secret.encode(), message, hashlib.sha256).hexdigest()
