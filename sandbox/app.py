@@ -14,17 +14,20 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fulfil.settings import Settings, get_settings
-from sandbox import control, email_api, faults, stripe_api
+from sandbox import control, email_api, faults, shippo_api, stripe_api, tiktok_api
 from sandbox.faults import FaultInjectionMiddleware
 from sandbox.state import SandboxState
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     state = SandboxState(settings or get_settings())
+    shippo_api.install(state)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tracking = shippo_api.start_tracking(state)
         yield
+        await shippo_api.stop_tracking(tracking)
         await state.aclose()
 
     app = FastAPI(
@@ -39,6 +42,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stripe_api.router)
     app.include_router(stripe_api.control_router)
     app.include_router(email_api.router)
+    app.include_router(shippo_api.router)
+    app.include_router(shippo_api.control_router)
+    app.include_router(tiktok_api.router)
+    app.include_router(tiktok_api.control_router)
     return app
 
 

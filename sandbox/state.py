@@ -23,7 +23,7 @@ import random
 import secrets
 import string
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -159,19 +159,31 @@ ClockListener = Callable[[float, float], Awaitable[None]]
 
 
 class SandboxClock:
-    """Sandbox time = real unix time + an offset that only grows.
+    """Sandbox time = real time elapsed * ``pace`` + manual advances.
+
+    ``pace`` is sandbox seconds per real second (``SANDBOX_CLOCK_PACE``): 1
+    follows real time, 60 makes a sandbox hour pass in a real minute, 0 stops
+    the clock between manual advances. The clock starts at real time (and
+    restarts there on :meth:`reset`) and only moves forward.
 
     Providers that simulate the passing of time (tracking events, holds)
     read :meth:`now` and register a listener with :meth:`on_advance` to act
-    when ``POST /_sandbox/clock/advance`` moves the clock.
+    when ``POST /_sandbox/clock/advance`` moves the clock; with a pace,
+    they also poll :meth:`now`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pace: float = 1.0, real_time: Callable[[], float] = time.time) -> None:
+        if pace < 0:
+            raise ValueError("the sandbox clock pace cannot be negative")
+        self.pace = pace
+        self._real_time = real_time
+        self._origin = real_time()
         self.offset_seconds = 0.0
         self._listeners: list[ClockListener] = []
 
     def now(self) -> float:
-        return time.time() + self.offset_seconds
+        real = self._real_time()
+        return self._origin + (real - self._origin) * self.pace + self.offset_seconds
 
     def on_advance(self, listener: ClockListener) -> None:
         self._listeners.append(listener)
@@ -190,6 +202,7 @@ class SandboxClock:
 
     def reset(self) -> None:
         """Back to real time; listeners stay registered (they are wiring, not state)."""
+        self._origin = self._real_time()
         self.offset_seconds = 0.0
 
 
@@ -252,6 +265,8 @@ class HooksRecorder:
 # Computes the signature headers of one attempt from the raw body (called per
 # attempt, so a timestamped signature is fresh on every retry).
 Signer = Callable[[bytes], Mapping[str, str]]
+# Told the outcome of every attempt: (HTTP status or None, error text or None).
+AttemptObserver = Callable[[int | None, str | None], None]
 
 
 @dataclass
@@ -270,7 +285,10 @@ class WebhookSender:
     """Delivers webhooks in background tasks, never blocking the request that caused them.
 
     A delivery is retried on connection errors and non-2xx answers, with
-    exponential backoff, at most ``max_attempts`` times.
+    exponential backoff, at most ``max_attempts`` times. :meth:`send` is the
+    same delivery awaited in place, and :meth:`spawn` runs a sequence of
+    them (a provider's redeliveries) as a background task that
+    :meth:`cancel_all` and :meth:`aclose` stop like the others.
     """
 
     def __init__(
@@ -309,17 +327,52 @@ class WebhookSender:
         task.add_done_callback(self._tasks.discard)
         return delivery
 
+    async def send(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        sign: Signer | None = None,
+        description: str = "",
+        max_attempts: int | None = None,
+        on_attempt: AttemptObserver | None = None,
+    ) -> WebhookDelivery:
+        """Deliver like :meth:`deliver`, but return only when delivered or given up."""
+        delivery = WebhookDelivery(id=f"whd_{next(self._ids)}", url=url, description=description)
+        self._deliveries.append(delivery)
+        await self._deliver(
+            delivery,
+            body,
+            dict(headers or {}),
+            sign,
+            max_attempts=max_attempts,
+            on_attempt=on_attempt,
+        )
+        return delivery
+
+    def spawn(self, deliveries: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``deliveries`` (a coroutine awaiting :meth:`send`) in the background."""
+        task = asyncio.get_running_loop().create_task(deliveries)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     async def _deliver(
         self,
         delivery: WebhookDelivery,
         body: bytes,
         headers: dict[str, str],
         sign: Signer | None,
+        *,
+        max_attempts: int | None = None,
+        on_attempt: AttemptObserver | None = None,
     ) -> None:
         client = self._http_client()
         backoff = self.initial_backoff
+        attempts_allowed = max_attempts or self.max_attempts
         try:
-            while delivery.attempts < self.max_attempts:
+            while delivery.attempts < attempts_allowed:
                 delivery.attempts += 1
                 attempt_headers = {"Content-Type": "application/json", **headers}
                 if sign is not None:
@@ -334,10 +387,12 @@ class WebhookSender:
                 else:
                     delivery.last_status_code = response.status_code
                     delivery.last_error = None
-                    if response.is_success:
-                        delivery.status = "delivered"
-                        return
-                if delivery.attempts < self.max_attempts:
+                if on_attempt is not None:
+                    on_attempt(delivery.last_status_code, delivery.last_error)
+                if delivery.last_status_code is not None and 200 <= delivery.last_status_code < 300:
+                    delivery.status = "delivered"
+                    return
+                if delivery.attempts < attempts_allowed:
                     await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
                     backoff = min(backoff * 2, self.max_backoff)
             delivery.status = "failed"
@@ -384,7 +439,7 @@ class SandboxState:
         self.settings = settings
         self.ledger = Ledger()
         self.faults = FaultRules()
-        self.clock = SandboxClock()
+        self.clock = SandboxClock(pace=settings.sandbox_clock_pace)
         self.hooks = HooksRecorder()
         self.webhooks = WebhookSender()
         self._stores: dict[type[Any], Any] = {}
