@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRETS = {
@@ -22,6 +22,15 @@ DEV_SECRETS = {
     "shippo_webhook_token": "shippo_dev_token",
     "codec_keys": "k1:ZGV2LWtleS1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24=",
 }
+
+
+PROVIDER_BASES = (
+    "stripe_api_base",
+    "shippo_api_base",
+    "tiktok_api_base",
+    "cloudflare_api_base",
+    "email_api_base",
+)
 
 
 class Settings(BaseSettings):
@@ -75,6 +84,27 @@ class Settings(BaseSettings):
 
     # Outbox relay: rows older than this and not dispatched are re-driven.
     outbox_relay_interval_seconds: float = Field(default=2.0, gt=0)
+
+    @field_validator(
+        "stripe_api_base",
+        "shippo_api_base",
+        "tiktok_api_base",
+        "cloudflare_api_base",
+        "email_api_base",
+        mode="before",
+    )
+    @classmethod
+    def _empty_means_real_provider(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _real_providers_in_production(self) -> Settings:
+        """In production an unset ``*_API_BASE`` means the real provider, not the sandbox."""
+        if self.env == "production":
+            for name in PROVIDER_BASES:
+                if name not in self.model_fields_set:
+                    setattr(self, name, None)
+        return self
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
