@@ -153,15 +153,21 @@ class ShippingActivities:
         )
 
     @activity.defn
-    async def void_label(self, req: VoidLabel) -> None:
-        """Refund an unused label; refunding it again is harmless."""
-        await asyncio.to_thread(
+    async def void_label(self, req: VoidLabel) -> bool:
+        """Refund an unused label; False when the carrier already has the parcel.
+
+        Refunding it again is harmless (Shippo answers the same refund)."""
+        refund = await asyncio.to_thread(
             self._shippo.refunds.create,
             components.RefundRequestBody(transaction=req.transaction_id, async_=False),
         )
+        status = _enum_value(refund.status)
+        voided = status in ("QUEUED", "PENDING", "SUCCESS")
         log.info(
-            "label voided", extra={"order_id": req.order_id, "transaction_id": req.transaction_id}
+            "label voided" if voided else "label refund refused",
+            extra={"order_id": req.order_id, "transaction_id": req.transaction_id, "to": status},
         )
+        return voided
 
     @activity.defn
     async def get_tracking(self, query: TrackingQuery) -> TrackingStatus:

@@ -136,7 +136,9 @@ class Shipment:
         self._seen_pings = self._pings
         for _ in range(READS_PER_RUN):
             if self._void is not None and self._stage in VOIDABLE | {None}:
-                return await self._void_label(inp, label)
+                voided = await self._void_label(inp, label)
+                if voided is not None:
+                    return voided
             stage = self._stage.value if self._stage else "-"
             workflow.set_current_details(f"{label.carrier} {label.tracking_number}: {stage}")
             try:
@@ -144,7 +146,9 @@ class Shipment:
             except TimeoutError:
                 interval = min(interval * 2, base * MAX_POLL_BACKOFF)  # nothing heard: back off
             if self._void is not None and self._stage in VOIDABLE | {None}:
-                return await self._void_label(inp, label)
+                voided = await self._void_label(inp, label)
+                if voided is not None:
+                    return voided
             self._seen_pings = self._pings
             status = await workflow.execute_activity_method(
                 ShippingActivities.get_tracking,
@@ -163,15 +167,20 @@ class Shipment:
                 )
         workflow.continue_as_new(inp.model_copy(update={"label": label, "last_stage": self._stage}))
 
-    async def _void_label(self, inp: ShipmentInput, label: Label) -> ShipmentResult:
+    async def _void_label(self, inp: ShipmentInput, label: Label) -> ShipmentResult | None:
+        """Void the label; None when the carrier has the parcel already (follow on)."""
         workflow.set_current_details("voiding the label")
-        await workflow.execute_activity_method(
+        voided = await workflow.execute_activity_method(
             ShippingActivities.void_label,
             VoidLabel(order_id=inp.order_id, transaction_id=label.transaction_id),
             start_to_close_timeout=TIMEOUT,
             retry_policy=RETRY,
             summary=f"void label {label.tracking_number}",
         )
+        if not voided:
+            self._void = None
+            self._pings += 1  # re-read at once: the parent learns the parcel has moved
+            return None
         await self._store_record(
             ShipmentRecord(
                 order_id=inp.order_id,

@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from api.app import create_app
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from api.app import create_app
 from fulfil.settings import Settings
 from fulfil.signatures import verify_merchant_webhook
 from fulfil.temporal import MERCHANT_ID, ORDER_ID, ORDER_STATUS

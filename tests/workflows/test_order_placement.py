@@ -211,8 +211,9 @@ class Shop:
             )
 
         @activity.defn(name="void_label")
-        async def void_label(req: VoidLabel) -> None:
+        async def void_label(req: VoidLabel) -> bool:
             shop.calls.append("void_label")
+            return True
 
         @activity.defn(name="get_tracking")
         async def get_tracking(query: TrackingQuery) -> TrackingStatus:
