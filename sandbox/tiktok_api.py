@@ -22,15 +22,19 @@ must be ``TIKTOK_ACCESS_TOKEN``. Replies are ``{"code", "message",
 code       HTTP  meaning
 =========  ====  ===========================================================
 106001     401   bad ``sign`` / ``app_key`` / ``timestamp`` / access token
-36009003   200   invalid parameter (missing ids, bad body, unknown shop_cipher)
+36009003   200   invalid parameter (missing ids, bad body, unknown shop_cipher or
+                 shipping_provider_id)
 21011001   200   order or package not found (for this shop)
 21011002   200   the order's status does not allow shipping (e.g. CANCELLED)
 21011003   200   the package already shipped with another tracking number
 =========  ====  ===========================================================
 
-Line items are one per unit, as TikTok's are (no ``quantity``); amounts are
-decimal strings. Shipping the same package again with the same tracking
-number answers success and records nothing new.
+``shop_cipher`` is not the shop id: read it from the shops list (it is
+:func:`shop_cipher`). ``shipping_provider_id`` must be one of
+:data:`SHIPPING_PROVIDERS` (TikTok's ids, not carrier names). Line items are
+one per unit, as TikTok's are (no ``quantity``); amounts are decimal strings.
+Shipping the same package again with the same tracking number answers
+success and records nothing new.
 
 Order status webhooks (``ORDER_STATUS_CHANGE``, type 1) go to
 ``{api_base}/webhooks/tiktok`` signed with ``Authorization`` =
@@ -533,9 +537,12 @@ def _ship_package(
     provider_id = shipment.get("shipping_provider_id")
     if not isinstance(tracking_number, str) or not tracking_number.strip():
         raise TikTokError(CODE_INVALID_PARAMS, "Invalid params: self_shipment.tracking_number.")
-    if not isinstance(provider_id, str) or not provider_id.strip():
+    if not isinstance(provider_id, str) or provider_id not in SHIPPING_PROVIDERS:
         raise TikTokError(
-            CODE_INVALID_PARAMS, "Invalid params: self_shipment.shipping_provider_id."
+            CODE_INVALID_PARAMS,
+            f"Invalid params: self_shipment.shipping_provider_id {provider_id!r} is not a "
+            "shipping provider of the delivery option (see GET /logistics/202309/"
+            "delivery_options/{delivery_option_id}/shipping_providers).",
         )
     order_id = store.package_orders.get(package_id)
     order = store.orders.get(order_id or "")
@@ -556,17 +563,17 @@ def _ship_package(
             f"Order {order['id']} is {order['status']}: the package cannot be shipped.",
         )
 
-    carrier = SHIPPING_PROVIDERS.get(provider_id)
+    carrier = SHIPPING_PROVIDERS[provider_id]
     now = int(time.time())
     order["tracking_number"] = tracking_number
     order["shipping_provider_id"] = provider_id
-    order["shipping_provider"] = carrier or ""
+    order["shipping_provider"] = carrier
     for item in order["line_items"]:
         if item["package_id"] == package_id:
             item.update(
                 tracking_number=tracking_number,
                 shipping_provider_id=provider_id,
-                shipping_provider_name=carrier or "",
+                shipping_provider_name=carrier,
                 package_status="PROCESSING",
                 rts_time=now,
             )

@@ -422,6 +422,10 @@ async def test_shipping_a_package_is_idempotent_per_tracking_number(
     assert order["status"] == "IN_TRANSIT"
     unknown_package = await ship(http, "1150000000000000000", "1Z2")
     assert unknown_package["code"] == 21011001
+    by_name = await create_order(http)
+    refused = await ship(http, by_name["package_id"], "1Z3", provider="USPS")
+    assert refused["code"] == 36009003
+    assert len((await ledger(http))["tiktok_shipments"]) == 2
 
 
 # ------------------------------------------------------------------- cancel
