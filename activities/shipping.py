@@ -157,10 +157,7 @@ class ShippingActivities:
         """Refund an unused label; False when the carrier already has the parcel.
 
         Refunding it again is harmless (Shippo answers the same refund)."""
-        refund = await asyncio.to_thread(
-            self._shippo.refunds.create,
-            components.RefundRequestBody(transaction=req.transaction_id, async_=False),
-        )
+        refund = await asyncio.to_thread(self._shippo.refunds.create, req.transaction_id, False)
         status = _enum_value(refund.status)
         voided = status in ("QUEUED", "PENDING", "SUCCESS")
         log.info(
@@ -171,8 +168,9 @@ class ShippingActivities:
 
     @activity.defn
     async def get_tracking(self, query: TrackingQuery) -> TrackingStatus:
+        # Shippo's carrier tokens are lower case ("usps"); rates name the provider ("USPS").
         track = await asyncio.to_thread(
-            self._shippo.tracking_status.get, query.tracking_number, query.carrier
+            self._shippo.tracking_status.get, query.tracking_number, query.carrier.lower()
         )
         status = track.tracking_status
         if status is None:

@@ -27,8 +27,11 @@ log = logging.getLogger(__name__)
 TIKTOK_API = "https://open-api.tiktokglobalshop.com"
 ORDER_DETAIL = "/order/202309/orders"
 SHIP_PACKAGE = "/fulfillment/202309/packages/{package_id}/ship"
-# TikTok answers these codes for requests that will never succeed as sent.
-PERMANENT_CODES = {36009003, 36009004, 21001001, 106001, 105002}
+AUTHORIZED_SHOPS = "/authorization/202309/shops"
+SHIPPING_PROVIDERS = "/logistics/202309/delivery_options/{delivery_option_id}/shipping_providers"
+# TikTok answers these codes (with HTTP 200) for requests that will never succeed as
+# sent: bad parameters, unknown order/package, a status that forbids the call.
+PERMANENT_CODES = {36009003, 36009004, 21001001, 21011001, 21011002, 21011003, 106001, 105002}
 
 
 def _cents(amount: Any) -> int:
@@ -67,21 +70,20 @@ class TikTokActivities:
         self._app_key = app_key
         self._app_secret = app_secret
         self._access_token = access_token
+        self._ciphers: dict[str, str] = {}
+        self._providers: dict[str, dict[str, str]] = {}
 
     async def _call(
         self,
         method: str,
         path: str,
-        shop_id: str,
+        shop_id: str | None,
         params: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        query = {
-            "app_key": self._app_key,
-            "timestamp": str(int(time.time())),
-            "shop_cipher": shop_id,
-            **(params or {}),
-        }
+        query = {"app_key": self._app_key, "timestamp": str(int(time.time())), **(params or {})}
+        if shop_id:
+            query["shop_cipher"] = await self._shop_cipher(shop_id)
         raw = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
         query["sign"] = tiktok_api_signature(self._app_secret, path, query, raw)
         response = await self._http.request(
@@ -106,6 +108,42 @@ class TikTokActivities:
             raise RuntimeError(message)
         data: dict[str, Any] = reply.get("data") or {}
         return data
+
+    async def _shop_cipher(self, shop_id: str) -> str:
+        """Shop-scoped calls name the shop by its cipher, learnt from the authorized shops."""
+        if shop_id not in self._ciphers:
+            data = await self._call("GET", AUTHORIZED_SHOPS, None)
+            for shop in data.get("shops") or []:
+                self._ciphers[str(shop.get("id"))] = str(shop.get("cipher"))
+        cipher = self._ciphers.get(shop_id)
+        if cipher is None:
+            raise ApplicationError(
+                f"shop {shop_id} has not authorized this app",
+                type=errors.TIKTOK_REJECTED,
+                non_retryable=True,
+            )
+        return cipher
+
+    async def _provider_id(self, shop_id: str, delivery_option_id: str, carrier: str) -> str:
+        """TikTok's id for the carrier of our label (self-shipment names it by id)."""
+        if delivery_option_id not in self._providers:
+            data = await self._call(
+                "GET", SHIPPING_PROVIDERS.format(delivery_option_id=delivery_option_id), shop_id
+            )
+            self._providers[delivery_option_id] = {
+                str(p.get("name", "")).lower(): str(p.get("id"))
+                for p in data.get("shipping_providers") or []
+            }
+        providers = self._providers[delivery_option_id]
+        wanted = carrier.lower()
+        for name, provider_id in providers.items():
+            if name == wanted or name.startswith(wanted):
+                return provider_id
+        raise ApplicationError(
+            f"TikTok knows no shipping provider for {carrier}",
+            type=errors.TIKTOK_REJECTED,
+            non_retryable=True,
+        )
 
     @activity.defn
     async def get_tiktok_order(self, ref: TikTokOrderRef) -> TikTokOrder:
@@ -149,11 +187,15 @@ class TikTokActivities:
             total=_cents(payment.get("total_amount")) or subtotal + shipping,
             recipient=_recipient(raw.get("recipient_address") or {}),
             package_id=str(packages[0]["id"]) if packages else None,
+            delivery_option_id=raw.get("delivery_option_id") or None,
         )
 
     @activity.defn
     async def ship_tiktok_package(self, req: ShipTikTokPackage) -> None:
         """Push the tracking number to TikTok; repeating it for the package is harmless."""
+        provider_id = await self._provider_id(
+            req.shop_id, req.delivery_option_id or "default", req.carrier
+        )
         await self._call(
             "POST",
             SHIP_PACKAGE.format(package_id=req.package_id),
@@ -162,7 +204,7 @@ class TikTokActivities:
                 "handover_method": "DROP_OFF",
                 "self_shipment": {
                     "tracking_number": req.tracking_number,
-                    "shipping_provider_id": req.carrier,
+                    "shipping_provider_id": provider_id,
                 },
             },
         )

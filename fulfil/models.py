@@ -382,6 +382,7 @@ class TikTokOrder(BaseModel):
     total: int
     recipient: Address
     package_id: str | None = None
+    delivery_option_id: str | None = None
 
 
 class SaveTikTokOrder(BaseModel):
@@ -395,3 +396,4 @@ class ShipTikTokPackage(BaseModel):
     package_id: str
     tracking_number: str
     carrier: str
+    delivery_option_id: str | None = None

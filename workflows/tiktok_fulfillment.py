@@ -137,6 +137,7 @@ class TikTokFulfillment(OrderLifecycle):
                     package_id=order.package_id,
                     tracking_number=label.tracking_number,
                     carrier=label.carrier,
+                    delivery_option_id=order.delivery_option_id,
                 ),
                 start_to_close_timeout=TIKTOK_TIMEOUT,
                 retry_policy=TIKTOK_RETRY,

@@ -20,7 +20,13 @@ from api.app import create_app
 from db.models import LedgerEntry
 from fulfil.settings import Settings
 from tests.integration.support import create_merchant, eventually
-from tests.integration.test_order_placement import PAID, intents_for, place, sandbox_ledger
+from tests.integration.test_order_placement import (
+    PAID,
+    SHIP_FROM,
+    intents_for,
+    place,
+    sandbox_ledger,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +104,7 @@ async def test_kill_9_while_charging(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     api, sandbox = engine["api"], engine["sandbox"]
-    merchant = await create_merchant(http, api, ops_headers)
+    merchant = await create_merchant(http, api, ops_headers, ship_from=SHIP_FROM)
     await http.post(
         f"{api}/api/v1/products",
         json={"sku": "MUG-1", "name": "Mug", "price": 1800, "currency": "USD", "stock": 1000},
