@@ -64,6 +64,9 @@ def settings(database_url: str, ports: dict[str, int]) -> Settings:
         task_queue=f"test-{uuid.uuid4().hex[:8]}",
         payment_action_timeout_seconds=60,
         outbox_relay_interval_seconds=0.5,
+        # Parcels move only when a test advances the sandbox clock.
+        sandbox_clock_pace=0,
+        tracking_poll_seconds=5,
     )
 
 
