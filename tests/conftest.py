@@ -10,16 +10,24 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.migrate import upgrade
 from db.session import make_engine, make_sessionmaker
+from fulfil.devstack import ensure_postgres, ensure_redis
 from fulfil.settings import Settings
 
-ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ROOT = Path(__file__).resolve().parents[1]
+POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def free_port() -> int:
@@ -28,18 +36,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _libpq(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """A new database, migrated to head, dropped afterwards.
+
+    On the machine's PostgreSQL when it answers, else an embedded one under .data/.
+    """
+    server = make_url(ensure_postgres(POSTGRES_URL, ROOT / ".data" / "test-pg"))
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_libpq(server), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = server.set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(_libpq(server), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    """A database of its own for this test session, migrated to head, dropped after."""
-    name = f"fulfil_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    url = f"{base}/{name}"
-    upgrade(url)
-    yield url
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """The test session's own database."""
+    with fresh_database("fulfil_test") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return ensure_redis(REDIS_URL, ROOT / ".data" / "test-redis", port=6381)
 
 
 @pytest.fixture(scope="session")
@@ -48,12 +77,12 @@ def ports() -> dict[str, int]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, ports: dict[str, int]) -> Settings:
+def settings(database_url: str, redis_url: str, ports: dict[str, int]) -> Settings:
     sandbox = f"http://127.0.0.1:{ports['sandbox']}"
     return Settings(
         env="test",
         database_url=database_url,
-        redis_url=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+        redis_url=redis_url,
         api_base=f"http://127.0.0.1:{ports['api']}",
         sandbox_base=sandbox,
         stripe_api_base=f"{sandbox}/stripe",

@@ -20,17 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.app import create_app
-from db.migrate import upgrade
 from db.session import make_engine, make_sessionmaker
 from fulfil.settings import Settings
-from tests.conftest import ADMIN_URL, free_port
+from tests.conftest import free_port, fresh_database
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -42,15 +40,8 @@ def api_database_url() -> Iterator[str]:
     Their orders leave undispatched outbox rows on purpose; in the shared
     database a worker's relay in a later test package would start them.
     """
-    name = f"fulfil_api_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    url = f"{base}/{name}"
-    upgrade(url)
-    yield url
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("fulfil_api_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
