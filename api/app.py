@@ -23,7 +23,7 @@ from api.resources import BackgroundDispatch, LazyTemporalClient, Resources
 from api.routes import catalog, health, merchants, orders, webhooks
 from db.session import make_engine, make_sessionmaker
 from fulfil.logs import configure_logging
-from fulfil.outbox import ClientProvider, OutboxRelay
+from fulfil.outbox import OutboxRelay
 from fulfil.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -46,13 +46,8 @@ TAGS = [
 SHUTDOWN_DRAIN_SECONDS = 5.0
 
 
-def create_app(
-    settings: Settings | None = None, *, temporal: ClientProvider | None = None
-) -> FastAPI:
-    """An app for ``settings`` (default: the environment's).
-
-    ``temporal`` replaces the lazy Temporal client provider (tests pass a fake).
-    """
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """An app for ``settings`` (default: the environment's)."""
     metrics = Metrics()
 
     @asynccontextmanager
@@ -64,7 +59,7 @@ def create_app(
         redis = Redis.from_url(
             config.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=30
         )
-        client_provider = temporal or LazyTemporalClient(config)
+        client_provider = LazyTemporalClient(config)
         relay = OutboxRelay(sessionmaker, client_provider, config.task_queue)
         app.state.resources = Resources(
             settings=config,

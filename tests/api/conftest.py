@@ -4,7 +4,6 @@ The API tests get a database of their own (``api_database_url``).
 
 ``client`` talks to an app whose Temporal address is a closed port, so every
 background outbox dispatch fails (harmlessly: rows stay undispatched).
-``fake_client`` talks to an app whose Temporal client is :class:`FakeTemporal`.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,69 +78,6 @@ def app(api_settings: Settings) -> FastAPI:
 @pytest.fixture(scope="session")
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async for c in _running(app):
-        yield c
-
-
-# --- a stand-in Temporal client ---------------------------------------------
-
-
-class FakeServiceClient:
-    async def check_health(self, **_: Any) -> bool:
-        return True
-
-
-class FakeHandle:
-    def __init__(self, client: FakeClient, workflow_id: str) -> None:
-        self._client = client
-        self.workflow_id = workflow_id
-
-    async def execute_update(self, update: Any, arg: Any, **_: Any) -> Any:
-        self._client.updates.append((self.workflow_id, update, arg))
-        return await self._client.on_update(self.workflow_id)
-
-
-class FakeClient:
-    def __init__(self) -> None:
-        self.service_client = FakeServiceClient()
-        self.updates: list[tuple[str, Any, Any]] = []
-        self.starts: list[str] = []
-        self.on_update: Callable[[str], Awaitable[Any]] = self._unset
-
-    async def _unset(self, workflow_id: str) -> Any:
-        raise AssertionError("the test did not say how the update behaves")
-
-    def get_workflow_handle(self, workflow_id: str) -> FakeHandle:
-        return FakeHandle(self, workflow_id)
-
-    async def start_workflow(self, workflow: str, arg: Any, *, id: str, **_: Any) -> None:
-        self.starts.append(id)
-
-
-class FakeTemporal:
-    def __init__(self) -> None:
-        self.client = FakeClient()
-
-    async def __call__(self) -> FakeClient:
-        return self.client
-
-
-@pytest.fixture(scope="session")
-def fake_temporal() -> FakeTemporal:
-    return FakeTemporal()
-
-
-@pytest.fixture
-def fake(fake_temporal: FakeTemporal) -> FakeClient:
-    """The fake client, reset for this test."""
-    fake_temporal.client = FakeClient()
-    return fake_temporal.client
-
-
-@pytest.fixture(scope="session")
-async def fake_client(
-    api_settings: Settings, fake_temporal: FakeTemporal
-) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in _running(create_app(api_settings, temporal=fake_temporal)):
         yield c
 
 
