@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -620,6 +621,7 @@ class DemoMerchant:
     api_key: str
     webhook_secret: str
     seeded: bool = False
+    tiktok_shop_id: str | None = None
 
 
 DEMO_SHIP_FROM = {
@@ -697,6 +699,8 @@ def seed_demo(
             else:
                 _check(me, "GET /api/v1/merchants/me", ok=(200,))
         if demo is None:
+            # Unique per demo merchant: an older one may still hold a shop id in this database.
+            shop_id = "7494" + "".join(secrets.choice("0123456789") for _ in range(15))
             response = http.post(
                 "/api/v1/merchants",
                 headers=_bearer(ops_key),
@@ -706,6 +710,7 @@ def seed_demo(
                     "ship_from": DEMO_SHIP_FROM,
                     "shipping_policy": {"rate": "cheapest"},
                     "webhook_url": f"{sandbox_base.rstrip('/')}/_sandbox/hooks/{DEMO_HOOK_NAME}",
+                    "tiktok_shop_id": shop_id,
                 },
             )
             _check(response, "POST /api/v1/merchants", ok=(201,))
@@ -714,6 +719,7 @@ def seed_demo(
                 merchant_id=str(body["merchant_id"]),
                 api_key=str(body["api_key"]),
                 webhook_secret=str(body["webhook_secret"]),
+                tiktok_shop_id=shop_id,
             )
             save_demo(demo, path)  # the key is shown once: keep it before anything else
             created = True
@@ -827,6 +833,28 @@ def banner(
         "",
         f'  curl -sS {api}/api/v1/orders/$ORDER_ID -H "Authorization: Bearer $KEY"',
         "",
+    ]
+    if demo.tiktok_shop_id:
+        tiktok_order = {
+            "shop_id": demo.tiktok_shop_id,
+            "items": [{"sku": "CANDLE-1", "quantity": 2, "price": 1500}],
+            "address": DEMO_ORDER["shipping_address"],
+        }
+        lines += [
+            "A TikTok Shop order (the sandbox sends its signed webhook):",
+            "",
+            f"  curl -sS -X POST {settings.sandbox_base}/_sandbox/tiktok/orders \\",
+            f"    -H 'Content-Type: application/json' -d '{json.dumps(tiktok_order)}'",
+            f'  curl -sS "{api}/api/v1/orders?source=tiktok" -H "Authorization: Bearer $KEY"',
+            "",
+            "Parcels move with the sandbox clock "
+            f"({settings.sandbox_clock_pace:g} sandbox s per real s); to jump ahead:",
+            "",
+            f"  curl -sS -X POST {settings.sandbox_base}/_sandbox/clock/advance \\",
+            "    -H 'Content-Type: application/json' -d '{\"seconds\": 259200}'",
+            "",
+        ]
+    lines += [
         "Ctrl-C stops everything.",
         "=" * 72,
         "",
