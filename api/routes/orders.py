@@ -184,6 +184,12 @@ async def cancel_order(
         raise conflict("order-not-cancellable", f"Order {order_id} has already {status.value}.")
     if status in TERMINAL_ORDER_STATUSES:
         raise conflict("order-not-cancellable", f"Order {order_id} is {status.value}.")
+    if order.source == OrderSource.TIKTOK.value:
+        raise conflict(
+            "order-not-cancellable",
+            f"Order {order_id} came from TikTok Shop: it is cancelled there, and the engine "
+            "follows (the label is voided if the parcel has not left).",
+        )
 
     workflow_id = order_workflow_id(order_id)
     try:

@@ -99,6 +99,12 @@ async def test_tiktok_order_is_shipped_tracked_and_delivered(
     assert order["shipment"]["tracking_number"] == detail["tracking_number"]
     assert order["shipment"]["carrier"]
 
+    # A TikTok order is cancelled on TikTok, not through our API.
+    response = await http.post(
+        f"{api}/api/v1/orders/{order['order_id']}/cancel", headers=tiktok_shop["headers"]
+    )
+    assert response.status_code == 409
+
     await advance(http, sandbox, 7 * DAY)
     order = await ours(http, api, tiktok_shop, tiktok_id, {"delivered"})
     ledger = await sandbox_ledger(http, sandbox)
