@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         TrackingStage,
         VoidRequest,
     )
-    from fulfil.temporal import ORDER_STATUS
+    from fulfil.temporal import MERCHANT_ID, ORDER_ID, ORDER_STATUS
     from workflows.shipment import Shipment
 
 DB_RETRY = RetryPolicy(
@@ -159,6 +159,7 @@ class OrderLifecycle:
             ),
             id=shipment_workflow_id(self._order_id),
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+            search_attributes=self._child_search_attributes(),
             static_summary=f"Shipment of order {self._order_id}",
         )
         void_sent = False
@@ -183,6 +184,17 @@ class OrderLifecycle:
         if result.outcome == "delivered" and self._status != OrderStatus.DELIVERED:
             await self._set_status(OrderStatus.DELIVERED, "order.delivered")
         return result
+
+    def _child_search_attributes(self) -> TypedSearchAttributes | None:
+        """The shipment is found by the same OrderId and MerchantId in the Temporal UI."""
+        if workflow.info().typed_search_attributes.get(MERCHANT_ID) is None:
+            return None  # the namespace has no custom attributes (time-skipping tests)
+        return TypedSearchAttributes(
+            [
+                SearchAttributePair(MERCHANT_ID, self._merchant_id),
+                SearchAttributePair(ORDER_ID, self._order_id),
+            ]
+        )
 
     def _refuse_cancel(self) -> None:
         self._cancel = None

@@ -134,6 +134,9 @@ class Shipment:
         base = max(inp.config.tracking_poll_seconds, 1)
         interval = base
         self._seen_pings = self._pings
+        # The first read is at once: a webhook sent before the label was recorded
+        # could not find its order.
+        first = inp.last_stage is None
         for _ in range(READS_PER_RUN):
             if self._void is not None and self._stage in VOIDABLE | {None}:
                 voided = await self._void_label(inp, label)
@@ -142,9 +145,11 @@ class Shipment:
             stage = self._stage.value if self._stage else "-"
             workflow.set_current_details(f"{label.carrier} {label.tracking_number}: {stage}")
             try:
-                await workflow.wait_condition(self._heard, timeout=timedelta(seconds=interval))
+                if not first:
+                    await workflow.wait_condition(self._heard, timeout=timedelta(seconds=interval))
             except TimeoutError:
                 interval = min(interval * 2, base * MAX_POLL_BACKOFF)  # nothing heard: back off
+            first = False
             if self._void is not None and self._stage in VOIDABLE | {None}:
                 voided = await self._void_label(inp, label)
                 if voided is not None:
