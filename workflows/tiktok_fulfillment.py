@@ -82,7 +82,7 @@ class TikTokFulfillment(OrderLifecycle):
             await self._set_status(
                 OrderStatus.CANCELLED, "order.cancelled", detail="cancelled on TikTok"
             )
-            return self._finish()
+            return await self._finish()
         await self._set_status(
             OrderStatus.PAID, "tiktok.awaiting_shipment", detail="paid on TikTok"
         )
@@ -100,9 +100,12 @@ class TikTokFulfillment(OrderLifecycle):
                 detail=f"shipping_unavailable: {shipment.detail}",
                 failure_reason="shipping_unavailable",
             )
-        return self._finish()
+        return await self._finish()
 
-    def _finish(self) -> str:
+    async def _finish(self) -> str:
+        # Merchant webhooks of the last status changes go out before the run closes.
+        await self._drain_notifications()
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return self._status.value
 
     async def _save_order(self, inp: TikTokFulfillmentInput) -> None:

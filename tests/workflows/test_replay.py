@@ -17,9 +17,14 @@ from temporalio.worker import Replayer
 from tests.temporal_env import keyed_converter
 from workflows.order_placement import OrderPlacement
 from workflows.shipment import Shipment
+from workflows.tiktok_fulfillment import TikTokFulfillment
 
 HISTORIES = Path(__file__).parent.parent / "histories"
-WORKFLOWS = {"order_placement": OrderPlacement, "shipment": Shipment}
+WORKFLOWS = {
+    "order_placement": OrderPlacement,
+    "shipment": Shipment,
+    "tiktok_fulfillment": TikTokFulfillment,
+}
 FILES = sorted(HISTORIES.glob("*/*.json"))
 
 
@@ -36,7 +41,30 @@ EXPECTED = {
         "cancel_after_shipped",
         "cancel_while_authenticating",
     },
-    "shipment": {"happy", "no_rate", "cancel_after_label", "cancel_after_shipped"},
+    "shipment": {
+        "happy",
+        "no_rate",
+        "label_refused",
+        "cancel_before_label",
+        "cancel_after_label",
+        "cancel_after_shipped",
+        "void_refused",
+        "returned",
+    },
+    "tiktok_fulfillment": {
+        "happy",
+        "repeated_and_stale",
+        "cancel_before_label",
+        "cancelled_first",
+        "cancel_after_label",
+        "cancel_after_shipped",
+        "void_refused",
+        "never_shippable",
+        "no_rate",
+        "label_refused",
+        "push_refused",
+        "returned",
+    },
 }
 
 

@@ -1,0 +1,225 @@
+"""TikTokFulfillment branches on the time-skipping server, activities stubbed by name.
+
+Events arrive as TikTok sends them: repeated, out of order, cancelled at
+any point. With ``RECORD_HISTORIES=1`` each test writes its history under
+``tests/histories/tiktok_fulfillment/`` (and its shipment's under ``shipment/``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from fulfil.models import (
+    ShipmentConfig,
+    TikTokConfig,
+    TikTokFulfillmentInput,
+    TikTokOrderEvent,
+    TrackingStage,
+)
+from tests.workflows.stubs import Shop, record_histories
+from workflows.shipment import Shipment
+from workflows.tiktok_fulfillment import TikTokFulfillment
+
+Drive = Callable[[WorkflowHandle[Any, Any]], Awaitable[None]]
+
+
+def event(notification: str, status: str, at: int) -> TikTokOrderEvent:
+    return TikTokOrderEvent(notification_id=notification, order_status=status, update_time=at)
+
+
+AWAITING = event("n-awaiting", "AWAITING_SHIPMENT", 100)
+
+
+async def until(check: Callable[[], bool], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 20
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"never: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def run_tiktok(
+    env: WorkflowEnvironment,
+    shop: Shop,
+    name: str,
+    first: TikTokOrderEvent = AWAITING,
+    drive: Drive | None = None,
+    await_shipment_days: int = 30,
+) -> str:
+    task_queue = f"tq-{uuid.uuid4()}"
+    tiktok_id = f"57{uuid.uuid4().int % 10**16:016d}"
+    inp = TikTokFulfillmentInput(
+        shop_id="7494049642642441621",
+        tiktok_order_id=tiktok_id,
+        merchant_id="mer_test",
+        config=TikTokConfig(
+            shipment=ShipmentConfig(tracking_poll_seconds=60),
+            await_shipment_days=await_shipment_days,
+        ),
+    )
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[TikTokFulfillment, Shipment],
+        activities=shop.activities(),
+    ):
+        handle = await env.client.start_workflow(
+            TikTokFulfillment.run,
+            inp,
+            id=f"tiktok-{inp.shop_id}-{tiktok_id}",
+            task_queue=task_queue,
+            start_signal="order_status_changed",
+            start_signal_args=[first],
+        )
+        if drive is not None:
+            await drive(handle)
+        result: str = await handle.result()
+        await record_histories(env, handle, "tiktok_fulfillment", name, f"ord_tt_{tiktok_id}")
+    return result
+
+
+async def test_awaiting_shipment_ships_pushes_tracking_and_delivers(
+    ts_env: WorkflowEnvironment,
+) -> None:
+    shop = Shop()
+    assert await run_tiktok(ts_env, shop, "happy") == "delivered"
+    assert shop.calls == [
+        "get_tiktok_order",
+        "save_tiktok_order",
+        "buy_label:r1",
+        "ship_tiktok_package:TRACK1",
+    ]
+    assert shop.statuses == [
+        "tiktok.awaiting_shipment",
+        "fulfilment.started",
+        "order.shipped",
+        "order.delivered",
+    ]
+    assert shop.emails == []  # TikTok mails its buyers itself
+
+
+async def test_repeated_and_stale_events_change_nothing(ts_env: WorkflowEnvironment) -> None:
+    shop = Shop(tracking=[TrackingStage.PRE_TRANSIT])
+
+    async def noisy(handle: WorkflowHandle[Any, Any]) -> None:
+        await handle.signal(
+            TikTokFulfillment.order_status_changed, event("n-2", "AWAITING_SHIPMENT", 200)
+        )
+        await handle.signal(
+            TikTokFulfillment.order_status_changed, event("n-2", "AWAITING_SHIPMENT", 200)
+        )
+        await handle.signal(TikTokFulfillment.order_status_changed, event("n-0", "UNPAID", 50))
+        await handle.signal(
+            TikTokFulfillment.order_status_changed, event("n-old", "CANCELLED", 150)
+        )
+        await until(lambda: "label_purchased" in shop.shipment_statuses, "label bought")
+        shop.tracking[:] = [TrackingStage.TRANSIT, TrackingStage.DELIVERED]
+
+    assert await run_tiktok(ts_env, shop, "repeated_and_stale", AWAITING, noisy) == "delivered"
+    assert shop.calls.count("get_tiktok_order") == 1
+    assert shop.calls.count("save_tiktok_order") == 1
+    assert "void_label" not in shop.calls
+
+
+async def test_cancelled_before_the_label_buys_nothing(ts_env: WorkflowEnvironment) -> None:
+    shop = Shop(quote_gate=asyncio.Event())
+
+    async def cancel(handle: WorkflowHandle[Any, Any]) -> None:
+        await until(lambda: "fulfilment.started" in shop.statuses, "fulfilment started")
+        await handle.signal(TikTokFulfillment.order_status_changed, event("n-c", "CANCELLED", 300))
+
+    try:
+        assert (
+            await run_tiktok(ts_env, shop, "cancel_before_label", AWAITING, cancel) == "cancelled"
+        )
+    finally:
+        assert shop.quote_gate is not None
+        shop.quote_gate.set()
+    assert not [c for c in shop.calls if c.startswith("buy_label")]
+    assert shop.statuses[-1] == "order.cancelled"
+
+
+async def test_cancelled_first_saves_the_order_as_cancelled(ts_env: WorkflowEnvironment) -> None:
+    shop = Shop()
+    first = event("n-c", "CANCELLED", 100)
+    assert await run_tiktok(ts_env, shop, "cancelled_first", first) == "cancelled"
+    assert shop.calls == ["get_tiktok_order", "save_tiktok_order"]
+    assert shop.statuses == ["order.cancelled"]
+
+
+async def test_cancelled_after_the_label_voids_it(ts_env: WorkflowEnvironment) -> None:
+    shop = Shop(tracking=[TrackingStage.PRE_TRANSIT])
+
+    async def cancel(handle: WorkflowHandle[Any, Any]) -> None:
+        await until(lambda: "label_purchased" in shop.shipment_statuses, "label bought")
+        await handle.signal(TikTokFulfillment.order_status_changed, event("n-c", "CANCELLED", 300))
+
+    assert await run_tiktok(ts_env, shop, "cancel_after_label", AWAITING, cancel) == "cancelled"
+    assert shop.calls[-1] == "void_label"
+    assert shop.shipment_statuses[-1] == "voided"
+
+
+async def test_cancelled_after_shipping_is_ignored(ts_env: WorkflowEnvironment) -> None:
+    shop = Shop(tracking=[TrackingStage.TRANSIT])
+
+    async def cancel_late(handle: WorkflowHandle[Any, Any]) -> None:
+        await until(lambda: "order.shipped" in shop.statuses, "shipped")
+        await handle.signal(TikTokFulfillment.order_status_changed, event("n-c", "CANCELLED", 300))
+        shop.tracking[:] = [TrackingStage.DELIVERED]
+
+    assert (
+        await run_tiktok(ts_env, shop, "cancel_after_shipped", AWAITING, cancel_late) == "delivered"
+    )
+    assert "void_label" not in shop.calls
+
+
+async def test_a_label_the_carrier_has_cannot_be_voided(ts_env: WorkflowEnvironment) -> None:
+    shop = Shop(tracking=[TrackingStage.PRE_TRANSIT], void_refused=True)
+
+    async def cancel(handle: WorkflowHandle[Any, Any]) -> None:
+        await until(lambda: "pre_transit" in shop.shipment_statuses, "label read as pre-transit")
+        # The carrier takes the parcel just as the cancel arrives.
+        shop.tracking[:] = [TrackingStage.TRANSIT, TrackingStage.DELIVERED]
+        await handle.signal(TikTokFulfillment.order_status_changed, event("n-c", "CANCELLED", 300))
+
+    assert await run_tiktok(ts_env, shop, "void_refused", AWAITING, cancel) == "delivered"
+    assert "void_label" in shop.calls
+    assert "order.cancelled" not in shop.statuses
+
+
+async def test_never_shippable_order_ends_after_the_wait(ts_env: WorkflowEnvironment) -> None:
+    shop = Shop()
+    first = event("n-u", "UNPAID", 100)
+    assert await run_tiktok(ts_env, shop, "never_shippable", first, await_shipment_days=1) == (
+        "abandoned"
+    )
+    assert shop.calls == []
+
+
+async def test_no_rate_fails_the_order_for_ops(ts_env: WorkflowEnvironment) -> None:
+    shop = Shop(no_rates=True)
+    assert await run_tiktok(ts_env, shop, "no_rate") == "failed"
+    assert shop.shipment_statuses == ["no_rate"]
+
+
+async def test_refused_label_fails_the_order(ts_env: WorkflowEnvironment) -> None:
+    shop = Shop(label_refused=True)
+    assert await run_tiktok(ts_env, shop, "label_refused") == "failed"
+    assert shop.shipment_statuses == ["label_refused"]
+
+
+async def test_tracking_refused_by_tiktok_still_ships(ts_env: WorkflowEnvironment) -> None:
+    shop = Shop(tiktok_push_fails=True)
+    assert await run_tiktok(ts_env, shop, "push_refused") == "delivered"
+
+
+async def test_returned_parcel_stays_shipped(ts_env: WorkflowEnvironment) -> None:
+    shop = Shop(tracking=[TrackingStage.TRANSIT, TrackingStage.RETURNED])
+    assert await run_tiktok(ts_env, shop, "returned") == "shipped"
+    assert shop.shipment_statuses[-1] == "returned"
