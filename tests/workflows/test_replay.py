@@ -8,6 +8,7 @@ runs are in flight).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,11 @@ from tests.temporal_env import keyed_converter
 from workflows.order_placement import OrderPlacement
 from workflows.shipment import Shipment
 from workflows.tiktok_fulfillment import TikTokFulfillment
+
+# While recording, the histories are being rewritten: nothing to check yet.
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("RECORD_HISTORIES")), reason="recording histories"
+)
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 WORKFLOWS = {
