@@ -174,6 +174,7 @@ async def place_order(
             "OrderStatus": OrderStatus.PENDING.value,
         },
         summary=f"Order {order_id} · {units} items · {totals.total} {currency}",
+        task_queue=settings.task_queue,
     )
     outbox_id = await orders.insert_storefront_order(
         session,

@@ -212,6 +212,8 @@ class OutboxMessage(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
+    # A row that failed waits until then (backoff) before the relay tries it again.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import func
 from temporalio.client import Client, WorkflowHandle
@@ -28,6 +28,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from db.models import OutboxMessage
 
@@ -44,7 +45,9 @@ def start_message(
     *,
     search_attributes: dict[str, str] | None = None,
     summary: str | None = None,
+    task_queue: str | None = None,
 ) -> OutboxMessage:
+    """A workflow start; ``task_queue`` pins it (else the relay's own queue)."""
     return OutboxMessage(
         kind=START_WORKFLOW,
         workflow_id=workflow_id,
@@ -53,6 +56,7 @@ def start_message(
             "arg": arg,
             "search_attributes": search_attributes or {},
             "summary": summary,
+            "task_queue": task_queue,
         },
     )
 
@@ -107,6 +111,10 @@ class OutboxRelay:
                     .where(
                         OutboxMessage.dispatched_at.is_(None),
                         OutboxMessage.created_at < func.now() - older_than,
+                        or_(
+                            OutboxMessage.next_attempt_at.is_(None),
+                            OutboxMessage.next_attempt_at <= func.now(),
+                        ),
                     )
                     .order_by(OutboxMessage.id)
                     .limit(limit)
@@ -148,8 +156,7 @@ class OutboxRelay:
                     "outbox delivery failed",
                     extra={"outbox_id": row.id, "workflow_id": row.workflow_id, "error": str(err)},
                 )
-                row.attempts += 1
-                row.last_error = str(err)[:2000]
+                self._failed(row, str(err))
         if delivered:
             await session.execute(
                 update(OutboxMessage)
@@ -162,9 +169,15 @@ class OutboxRelay:
         self, session: AsyncSession, rows: Sequence[OutboxMessage], error: str
     ) -> None:
         for row in rows:
-            row.attempts += 1
-            row.last_error = error[:2000]
+            self._failed(row, error)
         await session.commit()
+
+    @staticmethod
+    def _failed(row: OutboxMessage, error: str) -> None:
+        """Try again later, backing off: 1 s, 2 s, 4 s … at most 5 minutes apart."""
+        row.attempts += 1
+        row.last_error = error[:2000]
+        row.next_attempt_at = func.now() + timedelta(seconds=min(2 ** min(row.attempts, 9), 300))
 
     async def _send(self, client: Client, row: OutboxMessage) -> None:
         payload = row.payload
@@ -177,7 +190,16 @@ class OutboxRelay:
             start = payload.get("start")
             if start is None:
                 handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(row.workflow_id)
-                await handle.signal(payload["signal"], payload["arg"])
+                try:
+                    await handle.signal(payload["signal"], payload["arg"])
+                except RPCError as err:
+                    if err.status != RPCStatusCode.NOT_FOUND:
+                        raise
+                    # The run is over (e.g. a tracking webhook after delivery): nothing to change.
+                    log.info(
+                        "signal for a closed workflow dropped",
+                        extra={"workflow_id": row.workflow_id, "signal": payload["signal"]},
+                    )
             else:
                 try:
                     await self._start(
@@ -211,7 +233,7 @@ class OutboxRelay:
             spec["workflow"],
             spec["arg"],
             id=workflow_id,
-            task_queue=self._task_queue,
+            task_queue=spec.get("task_queue") or self._task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=attributes,

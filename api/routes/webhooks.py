@@ -203,6 +203,7 @@ async def tiktok_webhook(
                     "OrderStatus": OrderStatus.PENDING.value,
                 },
                 "summary": f"TikTok order {tiktok_order_id} · shop {shop_id}",
+                "task_queue": settings.task_queue,
             },
         ),
     )

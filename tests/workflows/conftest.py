@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -14,6 +15,8 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=find_binary("temporal-test-server"),
         data_converter=keyed_converter(),
+        # A loaded 2-core machine can take longer than the default 5 s to start it.
+        test_server_startup_timeout=timedelta(seconds=60),
     )
     yield env
     await env.shutdown()
