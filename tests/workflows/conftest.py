@@ -9,9 +9,12 @@ from temporalio.testing import WorkflowEnvironment
 from tests.temporal_env import find_binary, keyed_converter
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server: timers of days pass in milliseconds."""
+    """A time-skipping test server of the test's own: timers of days pass in milliseconds.
+
+    One per test: a run left in flight by one test must not hold another's clock.
+    """
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=find_binary("temporal-test-server"),
         data_converter=keyed_converter(),
