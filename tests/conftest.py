@@ -112,6 +112,7 @@ _exit_status: list[int] = []
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _progress["done"] = True
     _exit_status.append(int(exitstatus))
 
 
@@ -122,3 +123,38 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_exit_status[0])
+
+
+# After a failure, tearing down the session's event loop can wait forever on
+# tasks Temporal's worker left behind. A red run must still end (and say why).
+_progress = {"last": 0.0, "failed": False, "done": False}
+HUNG_AFTER_FAILURE_SECONDS = 300
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    import time
+
+    _progress["last"] = time.monotonic()
+    if report.failed:
+        _progress["failed"] = True
+
+
+def _watchdog() -> None:
+    import sys
+    import time
+
+    while not _progress["done"]:
+        time.sleep(10)
+        idle = time.monotonic() - float(_progress["last"] or time.monotonic())
+        if _progress["failed"] and idle > HUNG_AFTER_FAILURE_SECONDS:
+            sys.stderr.write(
+                f"\nno progress for {idle:.0f} s after a failed test: teardown hung; exiting 1\n"
+            )
+            sys.stderr.flush()
+            os._exit(1)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    import threading
+
+    threading.Thread(target=_watchdog, name="hang-watchdog", daemon=True).start()
