@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -92,19 +92,26 @@ class Sandbox:
         return state
 
 
-@pytest.fixture(scope="session")
-def sandbox_server() -> Iterator[Sandbox]:
+@contextmanager
+def serve_sandbox(**overrides: Any) -> Iterator[Sandbox]:
+    """A sandbox of its own whose webhooks go to its own ``engine`` hook recorder."""
     sock = loopback_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = Settings(
         env="test",
         api_base=f"{base}/_sandbox/hooks/engine",
         sandbox_base=base,
-        stripe_webhook_secret=WEBHOOK_SECRET,
+        **overrides,
     )
     app = create_app(settings)
     with serve_in_thread(app, sock) as url:
         yield Sandbox(base_url=url, settings=settings, app=app)
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[Sandbox]:
+    with serve_sandbox(stripe_webhook_secret=WEBHOOK_SECRET) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture(scope="session")

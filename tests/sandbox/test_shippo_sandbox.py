@@ -20,11 +20,10 @@ import shippo
 from shippo import utils as shippo_utils
 from shippo.models import components, errors, operations
 
-from fulfil.settings import Settings
-from sandbox.app import create_app
 from sandbox.shippo_api import SERVICE_LEVELS, billable_pounds
 from sandbox.state import SandboxClock
-from tests.sandbox.conftest import Sandbox, eventually, loopback_socket, serve_in_thread
+from tests.sandbox.conftest import Sandbox, eventually
+from tests.sandbox.conftest import serve_sandbox as serve_any_sandbox
 
 T = TypeVar("T")
 
@@ -39,18 +38,8 @@ DAY = 86_400
 
 @contextmanager
 def serve_sandbox(pace: float) -> Iterator[Sandbox]:
-    sock = loopback_socket()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = Settings(
-        env="test",
-        api_base=f"{base}/_sandbox/hooks/engine",
-        sandbox_base=base,
-        shippo_webhook_token=WEBHOOK_TOKEN,
-        sandbox_clock_pace=pace,
-    )
-    app = create_app(settings)
-    with serve_in_thread(app, sock) as url:
-        yield Sandbox(base_url=url, settings=settings, app=app)
+    with serve_any_sandbox(shippo_webhook_token=WEBHOOK_TOKEN, sandbox_clock_pace=pace) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture(scope="module")
