@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import func
+from sqlalchemy.sql.elements import ColumnElement
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
     SearchAttributeKey,
@@ -35,6 +36,8 @@ from db.models import OutboxMessage
 log = logging.getLogger(__name__)
 
 START_WORKFLOW = "start_workflow"
+# How long a relay owns the rows it took before another may take them again.
+CLAIM = timedelta(seconds=30)
 SIGNAL_WORKFLOW = "signal_workflow"
 
 
@@ -92,37 +95,49 @@ class OutboxRelay:
 
     async def dispatch(self, ids: Sequence[int]) -> None:
         """Deliver these rows now (called by the API right after its commit)."""
-        async with self._sessionmaker() as session:
-            rows = (
-                await session.scalars(
-                    select(OutboxMessage)
-                    .where(OutboxMessage.id.in_(ids), OutboxMessage.dispatched_at.is_(None))
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            await self._deliver(session, rows)
+        rows = await self._claim(
+            OutboxMessage.id.in_(ids), OutboxMessage.dispatched_at.is_(None), limit=len(ids)
+        )
+        await self._deliver(rows)
 
     async def redrive(self, older_than: timedelta, limit: int = 200) -> int:
         """Deliver rows left undispatched for longer than ``older_than``."""
-        async with self._sessionmaker() as session:
-            rows = (
-                await session.scalars(
-                    select(OutboxMessage)
-                    .where(
-                        OutboxMessage.dispatched_at.is_(None),
-                        OutboxMessage.created_at < func.now() - older_than,
-                        or_(
-                            OutboxMessage.next_attempt_at.is_(None),
-                            OutboxMessage.next_attempt_at <= func.now(),
-                        ),
-                    )
-                    .order_by(OutboxMessage.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            await self._deliver(session, rows)
-            return len(rows)
+        rows = await self._claim(
+            OutboxMessage.dispatched_at.is_(None),
+            OutboxMessage.created_at < func.now() - older_than,
+            or_(
+                OutboxMessage.next_attempt_at.is_(None),
+                OutboxMessage.next_attempt_at <= func.now(),
+            ),
+            limit=limit,
+        )
+        await self._deliver(rows)
+        return len(rows)
+
+    async def _claim(self, *conditions: ColumnElement[bool], limit: int) -> list[OutboxMessage]:
+        """Take rows for a while, in a short transaction of their own.
+
+        No connection or row lock is held across the calls to Temporal (under a
+        burst of webhooks that starved the pool); another relay skips a claimed
+        row until the claim lapses.
+        """
+        async with self._sessionmaker.begin() as session:
+            ids = (
+                select(OutboxMessage.id)
+                .where(*conditions)
+                .order_by(OutboxMessage.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+            claimed = await session.scalars(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids))
+                .values(next_attempt_at=func.now() + CLAIM)
+                .returning(OutboxMessage),
+                execution_options={"synchronize_session": False},
+            )
+            return list(claimed.all())
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
         """The relay loop of the worker."""
@@ -138,46 +153,50 @@ class OutboxRelay:
             except TimeoutError:
                 pass
 
-    async def _deliver(self, session: AsyncSession, rows: Sequence[OutboxMessage]) -> None:
+    async def _deliver(self, rows: Sequence[OutboxMessage]) -> None:
         if not rows:
             return
+        delivered: list[int] = []
+        failed: dict[int, str] = {}
         try:
             client = await self._client()
         except Exception as err:
-            await self._record_failure(session, rows, f"temporal unavailable: {err}")
-            return
-        delivered: list[int] = []
-        for row in rows:
-            try:
-                await self._send(client, row)
-                delivered.append(row.id)
-            except Exception as err:
-                log.warning(
-                    "outbox delivery failed",
-                    extra={"outbox_id": row.id, "workflow_id": row.workflow_id, "error": str(err)},
+            failed = {row.id: f"temporal unavailable: {err}" for row in rows}
+        else:
+            for row in rows:
+                try:
+                    await self._send(client, row)
+                    delivered.append(row.id)
+                except Exception as err:
+                    log.warning(
+                        "outbox delivery failed",
+                        extra={
+                            "outbox_id": row.id,
+                            "workflow_id": row.workflow_id,
+                            "error": str(err),
+                        },
+                    )
+                    failed[row.id] = str(err)
+        async with self._sessionmaker.begin() as session:
+            if delivered:
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(delivered))
+                    .values(dispatched_at=func.now(), attempts=OutboxMessage.attempts + 1)
                 )
-                self._failed(row, str(err))
-        if delivered:
-            await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id.in_(delivered))
-                .values(dispatched_at=func.now(), attempts=OutboxMessage.attempts + 1)
-            )
-        await session.commit()
-
-    async def _record_failure(
-        self, session: AsyncSession, rows: Sequence[OutboxMessage], error: str
-    ) -> None:
-        for row in rows:
-            self._failed(row, error)
-        await session.commit()
-
-    @staticmethod
-    def _failed(row: OutboxMessage, error: str) -> None:
-        """Try again later, backing off: 1 s, 2 s, 4 s … at most 5 minutes apart."""
-        row.attempts += 1
-        row.last_error = error[:2000]
-        row.next_attempt_at = func.now() + timedelta(seconds=min(2 ** min(row.attempts, 9), 300))
+            for row in rows:
+                if row.id in failed:
+                    # Try again later, backing off: 1 s, 2 s, 4 s … at most 5 minutes apart.
+                    backoff = timedelta(seconds=min(2 ** min(row.attempts + 1, 9), 300))
+                    await session.execute(
+                        update(OutboxMessage)
+                        .where(OutboxMessage.id == row.id)
+                        .values(
+                            attempts=OutboxMessage.attempts + 1,
+                            last_error=failed[row.id][:2000],
+                            next_attempt_at=func.now() + backoff,
+                        )
+                    )
 
     async def _send(self, client: Client, row: OutboxMessage) -> None:
         payload = row.payload
