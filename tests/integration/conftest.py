@@ -15,18 +15,18 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from fulfil.codec import KeyRing, data_converter
+from fulfil.devstack import find_temporal_cli
 from fulfil.outbox import OutboxRelay
 from fulfil.settings import Settings
 from fulfil.temporal import SEARCH_ATTRIBUTES
-from tests.servers import serve
-from tests.temporal_env import find_binary
+from tests.servers import loopback_socket, serve_in_thread
 from worker import build_worker, open_resources
 
 
 @pytest.fixture(scope="session")
 async def temporal(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find_binary("temporal"),
+        dev_server_existing_path=find_temporal_cli(),
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=data_converter(KeyRing.parse(settings.codec_keys)),
         dev_server_log_level="error",
@@ -47,7 +47,9 @@ def stack_settings(settings: Settings, temporal: WorkflowEnvironment) -> Setting
 def sandbox(stack_settings: Settings, ports: dict[str, int]) -> Iterator[str]:
     from sandbox.app import create_app
 
-    with serve(create_app(stack_settings), ports["sandbox"]) as url:
+    with serve_in_thread(
+        create_app(stack_settings), loopback_socket(ports["sandbox"]), startup_timeout=30
+    ) as url:
         yield url
 
 
@@ -55,7 +57,9 @@ def sandbox(stack_settings: Settings, ports: dict[str, int]) -> Iterator[str]:
 def api(stack_settings: Settings, ports: dict[str, int], sandbox: str) -> Iterator[str]:
     from api.app import create_app
 
-    with serve(create_app(stack_settings), ports["api"]) as url:
+    with serve_in_thread(
+        create_app(stack_settings), loopback_socket(ports["api"]), startup_timeout=30
+    ) as url:
         yield url
 
 

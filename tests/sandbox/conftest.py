@@ -1,14 +1,8 @@
-"""Fixtures of the provider sandbox tests: one sandbox served by uvicorn in a thread.
-
-``serve_in_thread`` is reusable: it serves any ASGI app on a loopback socket
-in a background thread and yields its base URL.
-"""
+"""Fixtures of the provider sandbox tests: one sandbox served by uvicorn in a thread."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -18,12 +12,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import stripe
-import uvicorn
 from fastapi import FastAPI
 
 from fulfil.settings import Settings
 from sandbox.app import create_app
 from sandbox.state import SandboxState
+from tests.servers import loopback_socket, serve_in_thread
 
 T = TypeVar("T")
 
@@ -32,38 +26,6 @@ API_KEY = "sk_test_sandbox_tests"
 # The sandbox's own hooks recorder stands in for the engine: Stripe events go
 # to {api_base}/webhooks/stripe, i.e. the recorder named ENGINE_HOOK below.
 ENGINE_HOOK = "engine/webhooks/stripe"
-
-
-def loopback_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-@contextmanager
-def serve_in_thread(
-    app: FastAPI, sock: socket.socket | None = None, *, startup_timeout: float = 10.0
-) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on ``sock`` (a fresh loopback port by default)."""
-    sock = sock or loopback_socket()
-    host, port = sock.getsockname()[:2]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"uvicorn did not start on {host}:{port}")
-        time.sleep(0.01)
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
 
 
 async def eventually(

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.temporal_env import find_binary, keyed_converter
+from tests.temporal_env import find_test_server, keyed_converter
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     One per test: a run left in flight by one test must not hold another's clock.
     """
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_binary("temporal-test-server"),
+        test_server_existing_path=find_test_server(),
         data_converter=keyed_converter(),
         # A loaded 2-core machine can take longer than the default 5 s to start it.
         test_server_startup_timeout=timedelta(seconds=60),
