@@ -1,6 +1,8 @@
 # One image for the worker, the API and the migration job; docker-compose.yml
-# picks the command. Production-shaped: no dev tooling, a non-root user,
-# ENV=production (dev secrets are refused, so every secret must be set).
+# picks the command (tests/unit/test_compose.py keeps the two in step).
+# Production-shaped: no dev tooling, a non-root user, ENV=production (dev
+# secrets are refused, so every secret must be set). The `fulfil` ops CLI is
+# in the image too: `docker compose exec api fulfil ...`.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -20,8 +22,12 @@ COPY workflows/ workflows/
 COPY activities/ activities/
 COPY api/ api/
 COPY sandbox/ sandbox/
-RUN pip install . && chown -R app:app /app
+COPY ops/ ops/
+# Bytecode now: PYTHONDONTWRITEBYTECODE stops the processes writing it, and the workflow
+# sandbox imports the workflow modules afresh for every run.
+RUN pip install . && python -m compileall -q /app && chown -R app:app /app
 
 USER app
-EXPOSE 8000
+# The API; the worker's SDK metrics (WORKER_METRICS_PORT).
+EXPOSE 8000 9464
 CMD ["uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml | $(PY)
 	@touch $@
 
 run: $(STAMP)
-	$(PY) -m fulfil.devstack
+	$(PY) -m devstack
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -9,8 +9,19 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from fulfil import errors
-from fulfil.ids import charge_idempotency_key, refund_idempotency_key
-from fulfil.models import CancelPayment, ChargeRequest, ChargeResult, RefundRequest, RefundResult
+from fulfil.ids import (
+    cancel_payment_idempotency_key,
+    charge_idempotency_key,
+    refund_idempotency_key,
+)
+from fulfil.messages.orders import (
+    CancelPayment,
+    ChargeRequest,
+    ChargeResult,
+    RefundRequest,
+    RefundResult,
+    VerifyPayment,
+)
 from fulfil.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,8 +126,28 @@ class PaymentActivities:
             intent = await self._stripe.v1.payment_intents.cancel_async(
                 req.payment_intent_id,
                 {"cancellation_reason": "abandoned"},
-                {"idempotency_key": f"order:{req.order_id}:cancel-payment"},
+                {"idempotency_key": cancel_payment_idempotency_key(req.order_id)},
             )
         except stripe.InvalidRequestError as err:
             raise _rejected(err) from None
         return ChargeResult(payment_intent_id=intent.id, status=intent.status)
+
+    @activity.defn
+    async def verify_payment(self, req: VerifyPayment) -> ChargeResult:
+        """What Stripe says of the PaymentIntent now: a signal claiming it succeeded is
+        believed only if Stripe agrees (anyone who can signal the run could forge one)."""
+        intent = await self._stripe.v1.payment_intents.retrieve_async(req.payment_intent_id)
+        metadata = intent.metadata.to_dict() if intent.metadata else {}
+        order_id = metadata.get("order_id")
+        if order_id != req.order_id:
+            log.warning(
+                "payment intent belongs to another order",
+                extra={"order_id": req.order_id, "payment_intent_id": req.payment_intent_id},
+            )
+            return ChargeResult(payment_intent_id=intent.id, status="foreign")
+        latest = intent.latest_charge
+        return ChargeResult(
+            payment_intent_id=intent.id,
+            status=intent.status,
+            charge_id=latest if isinstance(latest, str) else getattr(latest, "id", None),
+        )

@@ -20,15 +20,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from fulfil import errors
-from fulfil.models import (
-    Address,
+from fulfil.enums import TrackingStage
+from fulfil.ids import label_metadata
+from fulfil.messages.common import Address
+from fulfil.messages.shipment import (
     BuyLabel,
     Label,
     RateOption,
     RatesQuote,
     ShipmentPlan,
     TrackingQuery,
-    TrackingStage,
     TrackingStatus,
     VoidLabel,
 )
@@ -85,7 +86,7 @@ class ShippingActivities:
                     height="10",
                 )
             ],
-            metadata=f"order:{plan.order_id}",
+            metadata=label_metadata(plan.order_id),
             async_=False,
         )
         shipment = await asyncio.to_thread(self._shippo.shipments.create, request)
@@ -115,7 +116,7 @@ class ShippingActivities:
         request = components.TransactionCreateRequest(
             rate=req.rate.rate_id,
             label_file_type=components.LabelFileTypeEnum(req.label_file_type),
-            metadata=f"order:{req.order_id}",
+            metadata=label_metadata(req.order_id),
             async_=False,
         )
         try:

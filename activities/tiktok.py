@@ -13,8 +13,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from fulfil import errors
-from fulfil.models import (
-    Address,
+from fulfil.messages.common import Address
+from fulfil.messages.tiktok import (
     ShipTikTokPackage,
     TikTokLine,
     TikTokOrder,

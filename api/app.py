@@ -8,22 +8,30 @@ the API starts and takes orders while Temporal is down.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
+from fastapi import APIRouter, Depends, FastAPI
 from redis.asyncio import Redis
 
+import api.routes
+import api.webhooks
+from activities.payments import build_stripe
+from activities.vault import TokenVault
+from api.codec_auth import OidcVerifier
+from api.deps import reject_unknown_query
+from api.gate import Gate, KeyDirectory
 from api.observability import Metrics, RequestObservability
-from api.problems import PROBLEM_JSON, install_problem_handlers
+from api.openapi import install_openapi
+from api.problems import install_problem_handlers
+from api.rate_limit import RateLimiter
 from api.resources import BackgroundDispatch, LazyTemporalClient, Resources
-from api.routes import catalog, health, merchants, orders, webhooks
-from db.session import make_engine, make_sessionmaker
+from db.outbox import OutboxRelay
+from db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from fulfil.logs import configure_logging
-from fulfil.outbox import OutboxRelay
 from fulfil.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +49,10 @@ TAGS = [
     {"name": "orders", "description": "Storefront orders: placement, reads, cancellation."},
     {"name": "webhooks", "description": "Signed provider events (Stripe)."},
     {"name": "health", "description": "Liveness, readiness and metrics."},
+    {
+        "name": "codec",
+        "description": "The Temporal codec-server protocol, for the Temporal UI and ops.",
+    },
 ]
 
 SHUTDOWN_DRAIN_SECONDS = 5.0
@@ -54,23 +66,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("api")
         config = settings or get_settings()
-        engine = make_engine(config.database_url)
+        engine = make_engine(
+            config.database_url, connect_timeout=config.database_connect_timeout_seconds
+        )
         sessionmaker = make_sessionmaker(engine)
         redis = Redis.from_url(
             config.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=30
         )
         client_provider = LazyTemporalClient(config)
         relay = OutboxRelay(sessionmaker, client_provider, config.task_queue)
+        redis_limiter = RateLimiter(redis)
         app.state.resources = Resources(
             settings=config,
             engine=engine,
             sessionmaker=sessionmaker,
+            read_sessionmaker=make_read_sessionmaker(engine),
             redis=redis,
             temporal=client_provider,
             relay=relay,
             dispatch=BackgroundDispatch(relay, metrics),
             metrics=metrics,
+            keys=KeyDirectory(config, lambda: sessionmaker),
+            limiter=redis_limiter,
+            stripe=build_stripe(config),
+            vault=TokenVault(redis, config.vault_key),
+            oidc=OidcVerifier(config),
         )
+        # Built now, not by the first request with a query string (reject_unknown_query
+        # reads it): that request paid seconds for it.
+        app.openapi()
         log.info(
             "api started",
             extra={"env": config.env, "temporal_address": config.temporal_address},
@@ -89,39 +113,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.metrics = metrics
     install_problem_handlers(app)
-    app.add_middleware(RequestObservability, metrics=metrics)
-    for module in (merchants, catalog, orders, webhooks, health):
-        app.include_router(module.router)
-    _install_openapi(app)
+
+    def resources() -> Resources:
+        found: Resources = app.state.resources
+        return found
+
+    # Added first, so it runs inside the observability middleware: refusals are logged too.
+    app.add_middleware(
+        Gate,
+        settings=lambda: resources().settings,
+        keys=lambda: resources().keys,
+        limiter=lambda: resources().limiter,
+        oidc=lambda: resources().oidc,
+    )
+    app.add_middleware(
+        RequestObservability,
+        metrics=metrics,
+        deadline=lambda: resources().settings.api_request_deadline_seconds,
+    )
+    for router in routers():
+        app.include_router(router)
+    install_openapi(app)
     return app
 
 
-def _install_openapi(app: FastAPI) -> None:
-    """Error responses documented as ``application/problem+json`` only."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(
-            title=app.title,
-            version=app.version,
-            description=app.description,
-            routes=app.routes,
-            tags=app.openapi_tags,
-        )
-        for path in schema.get("paths", {}).values():
-            for operation in path.values():
-                for response in operation.get("responses", {}).values():
-                    content = response.get("content", {})
-                    if PROBLEM_JSON in content and "application/json" in content:
-                        content[PROBLEM_JSON] = content.pop("application/json")
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+def routers() -> list[APIRouter]:
+    """The ``router`` of every module in ``api/routes/`` and ``api/webhooks/``, by module name:
+    a new resource or provider needs no line here."""
+    found = []
+    for package in (api.routes, api.webhooks):
+        for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            loaded = importlib.import_module(f"{package.__name__}.{module.name}")
+            router = getattr(loaded, "router", None)
+            if isinstance(router, APIRouter):
+                found.append(router)
+    return found
 
 
 app = create_app()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated
 
@@ -16,12 +17,14 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.keys import hash_api_key, is_ops_key
-from api.problems import Problem, forbidden, unauthorized
+from api.codec_auth import CODEC_PREFIX
+from api.gate import Identity
+from api.problems import Problem, forbidden, invalid, unauthorized
 from api.resources import BackgroundDispatch, Resources
-from db import merchants
+from api.schemas import FieldError
+from db import api_keys, merchants
 from db.models import Merchant
-from fulfil.outbox import ClientProvider
+from db.outbox import ClientProvider
 from fulfil.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="Ops key or a merchant's API key")
@@ -53,6 +56,16 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
+async def get_read_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    """Autocommit: each statement sees committed data; no BEGIN/COMMIT round trips. For
+    routes that only read, in one statement each or where statements need not agree."""
+    async with resources.read_sessionmaker() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
+
+
 # scope="function": the commit happens before the response is sent, so a client
 # never reads an answer whose writes could still be lost, and background tasks
 # (outbox dispatch) run after the commit.
@@ -73,54 +86,78 @@ def get_temporal(resources: ResourcesDep) -> ClientProvider:
 TemporalDep = Annotated[ClientProvider, Depends(get_temporal)]
 
 
-# --- authentication --------------------------------------------------------
+# --- authentication ---------------------------------------------------------
+# The key itself is checked by ``api.gate`` before the body is read; these load
+# the merchant and enforce the role.
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: ops (``merchant is None``) or a merchant."""
+    """Who is calling: ops, or a merchant's owner or staff key (the merchant row is loaded
+    only by the routes that need it, :data:`CurrentMerchant`)."""
 
-    merchant: Merchant | None
+    identity: Identity
 
     @property
     def is_ops(self) -> bool:
-        return self.merchant is None
+        return self.identity.role == "ops"
+
+    @property
+    def role(self) -> str:
+        return self.identity.role
 
     @property
     def merchant_id(self) -> str | None:
         """The tenant filter for reads: ``None`` for ops, who see every merchant's rows."""
-        return self.merchant.id if self.merchant is not None else None
+        return None if self.is_ops else self.identity.merchant_id
 
 
 async def get_caller(
     request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    resources: ResourcesDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    if credentials is None or not credentials.credentials:
+    """No database round trip: the gate identified the key (cached); a key's use is written
+    at most once a minute per process (``last_used_at`` has that resolution anyway)."""
+    identity: Identity | None = getattr(request.state, "identity", None)
+    if identity is None:
         raise unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
-    key = credentials.credentials
-    if is_ops_key(key, settings.ops_api_key):
-        request.state.role = "ops"
-        return Caller(merchant=None)
-    merchant = await merchants.get_merchant_by_api_key_hash(session, hash_api_key(key))
-    if merchant is None:
-        raise unauthorized("Invalid API key.")
-    request.state.merchant_id = merchant.id
-    return Caller(merchant=merchant)
+    request.state.role = identity.role
+    if identity.role == "ops" or identity.merchant_id is None:
+        return Caller(identity=identity)
+    if identity.key_id is not None and resources.keys.due_for_touch(identity.key_id):
+        async with resources.sessionmaker.begin() as session:
+            await api_keys.touch(session, identity.key_id, datetime.now(UTC))
+    request.state.merchant_id = identity.merchant_id
+    return Caller(identity=identity)
 
 
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
 
 
-async def get_current_merchant(caller: CurrentCaller) -> Merchant:
-    if caller.merchant is None:
+async def get_current_merchant(caller: CurrentCaller, session: SessionDep) -> Merchant:
+    if caller.merchant_id is None:
         raise forbidden("This endpoint acts for one merchant: use that merchant's API key.")
-    return caller.merchant
+    merchant = await merchants.get_merchant(session, caller.merchant_id)
+    if merchant is None:
+        raise unauthorized("Invalid API key.")
+    return merchant
 
 
+# Reads and cancels: an owner or a staff key.
 CurrentMerchant = Annotated[Merchant, Depends(get_current_merchant)]
+
+
+async def get_owner(caller: CurrentCaller, merchant: CurrentMerchant) -> Merchant:
+    if caller.role != "owner":
+        raise forbidden(
+            "This needs an owner key: staff keys read orders and products and cancel orders."
+        )
+    return merchant
+
+
+# Changes to prices, stock, discounts, webhook URL, keys and payouts: an owner key.
+OwnerMerchant = Annotated[Merchant, Depends(get_owner)]
 
 
 async def require_ops(caller: CurrentCaller) -> None:
@@ -134,21 +171,22 @@ OpsKey = Annotated[None, Depends(require_ops)]
 # --- headers -----------------------------------------------------------------
 
 
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+
+
 async def get_idempotency_key(
     idempotency_key: Annotated[
-        str | None,
+        str,
         Header(
-            alias="Idempotency-Key",
-            description="Required. Retrying with the same key and body returns the same order.",
+            alias=IDEMPOTENCY_KEY_HEADER,
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e][\x20-\x7e]*$",
+            description="Retrying with the same key and body returns the same order. "
+            "Missing or invalid: 400.",
         ),
-    ] = None,
+    ],
 ) -> str:
-    if idempotency_key is None or not idempotency_key.strip():
-        raise Problem(
-            HTTPStatus.BAD_REQUEST,
-            "The Idempotency-Key header is required.",
-            slug="idempotency-key-missing",
-        )
     key = idempotency_key.strip()
     if len(key) > 255 or not key.isprintable():
         raise Problem(
@@ -160,3 +198,46 @@ async def get_idempotency_key(
 
 
 IdempotencyKey = Annotated[str, Depends(get_idempotency_key)]
+
+
+async def get_optional_idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=IDEMPOTENCY_KEY_HEADER,
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e][\x20-\x7e]*$",
+            description="Optional: retrying with the same key and body answers with the same "
+            "resource instead of making a second one.",
+        ),
+    ] = None,
+) -> str | None:
+    if idempotency_key is None:
+        return None
+    return await get_idempotency_key(idempotency_key)
+
+
+OptionalIdempotencyKey = Annotated[str | None, Depends(get_optional_idempotency_key)]
+
+
+# --- query strings -----------------------------------------------------------------
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """A query parameter the operation does not declare is a typo, not a no-op: 422."""
+    if not request.query_params or request.url.path.startswith(CODEC_PREFIX):
+        # The codec speaks the Temporal UI's protocol, whose query parameters grow with the UI.
+        return
+    template = getattr(request.scope.get("route"), "path", None)
+    operation = request.app.openapi()["paths"].get(template, {}).get(request.method.lower(), {})
+    declared = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+    unknown = [name for name in request.query_params if name not in declared]
+    if unknown:
+        raise invalid(
+            [
+                FieldError(field=name or "(empty name)", message="unknown query parameter")
+                for name in unknown
+            ],
+            detail=f"Unknown query parameters: {', '.join(repr(n) for n in unknown)}.",
+        )

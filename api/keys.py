@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
+
+from fulfil.ids import new_id
 
 API_KEY_PREFIX = "fk_"
 WEBHOOK_SECRET_PREFIX = "whsec_"
@@ -29,5 +30,5 @@ def display_prefix(api_key: str) -> str:
     return api_key[:DISPLAY_PREFIX_LENGTH]
 
 
-def is_ops_key(candidate: str, ops_api_key: str) -> bool:
-    return hmac.compare_digest(candidate.encode(), ops_api_key.encode())
+def new_key_id() -> str:
+    return new_id("key")

@@ -3,7 +3,8 @@
 Everything here happens in the request's one transaction: the idempotency
 record, the order with its items and ``order.created`` event, and the outbox
 row that starts ``OrderPlacement``. The stock check is advisory (a friendly
-409 now); the workflow's reservation is the atomic one.
+409 now); the workflow's reservation is the atomic one. An order the merchant
+can never ship (no ship-from address) is refused here, before any money moves.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ from http import HTTPStatus
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.problems import Problem, conflict, invalid
-from db import catalog, orders
-from db.models import IdempotencyRecord, Product
+from api.schemas import FieldError, OrderCreate
+from db import catalog, inbox, orders, outbox
+from db.models import IdempotencyRecord, Merchant, OutboxMessage, Product
+from fulfil.enums import OrderStatus
 from fulfil.ids import new_id, order_workflow_id
-from fulfil.models import OrderConfig, OrderPlacementInput, OrderStatus, ShipmentConfig
-from fulfil.money import DiscountRule, PricedLine, price
-from fulfil.outbox import start_message
-from fulfil.schemas import FieldError, OrderCreate
+from fulfil.messages.orders import OrderConfig, OrderPayout, OrderPlacementInput
+from fulfil.messages.shipment import ShipmentConfig
+from fulfil.money import DiscountRule, PricedLine, Totals, format_money, price
 from fulfil.settings import Settings
-
-WORKFLOW = "OrderPlacement"
+from fulfil.temporal import MERCHANT_ID, ORDER_ID, ORDER_STATUS
+from workflows.names import workflow_name
+from workflows.order_placement import OrderPlacement
 
 
 @dataclass(frozen=True)
@@ -66,15 +69,23 @@ def merge_lines(body: OrderCreate) -> list[_Line]:
 async def place_order(
     session: AsyncSession,
     *,
-    merchant_id: str,
+    merchant: Merchant,
     idempotency_key: str,
     body: OrderCreate,
     settings: Settings,
 ) -> PlacedOrder:
+    merchant_id = merchant.id
     digest = request_hash(body)
     record = await orders.get_idempotency_record(session, merchant_id, idempotency_key)
     if record is not None:
         return await _replay(session, record, digest)
+    if not merchant.ship_from:
+        raise conflict(
+            "merchant-cannot-ship",
+            "This merchant has no ship-from address, so no order can be shipped and none is "
+            "taken. Set it with PATCH /api/v1/merchants/me.",
+            [FieldError(field="ship_from", message="the merchant has no ship-from address")],
+        )
 
     lines = merge_lines(body)
     products = await catalog.get_products_by_sku(session, merchant_id, [x.sku for x in lines])
@@ -155,26 +166,15 @@ async def place_order(
         return await _replay(session, record, digest)
 
     units = sum(x.quantity for x in lines)
-    start = start_message(
-        WORKFLOW,
-        order_workflow_id(order_id),
-        OrderPlacementInput(
-            order_id=order_id,
-            merchant_id=merchant_id,
-            payment_method=body.payment_method,
-            config=OrderConfig(
-                flat_shipping_amount=settings.flat_shipping_amount,
-                payment_action_timeout_seconds=settings.payment_action_timeout_seconds,
-                shipment=ShipmentConfig(tracking_poll_seconds=settings.tracking_poll_seconds),
-            ),
-        ).model_dump(mode="json"),
-        search_attributes={
-            "MerchantId": merchant_id,
-            "OrderId": order_id,
-            "OrderStatus": OrderStatus.PENDING.value,
-        },
-        summary=f"Order {order_id} · {units} items · {totals.total} {currency}",
-        task_queue=settings.task_queue,
+    start = start_order_placement(
+        settings,
+        order_id=order_id,
+        merchant_id=merchant_id,
+        payment_method=body.payment_method,
+        units=units,
+        totals=totals,
+        stripe_account=merchant.stripe_account,
+        merchant_name=merchant.name,
     )
     outbox_id = await orders.insert_storefront_order(
         session,
@@ -186,7 +186,8 @@ async def place_order(
         payment_method=body.payment_method,
         lines=[(products[x.sku], x.quantity) for x in lines],
         totals=totals,
-        created_detail=f"Placed on the storefront: {units} items, total {totals.total} {currency}",
+        created_detail=f"Placed on the storefront: {units} items, total "
+        f"{format_money(totals.total, currency)}",
         start=start,
     )
     return PlacedOrder(order_id, OrderStatus.PENDING, created=True, outbox_ids=(outbox_id,))
@@ -209,7 +210,52 @@ async def _replay(session: AsyncSession, record: IdempotencyRecord, digest: str)
     if order is None:  # cannot happen: the record and the order commit together
         raise RuntimeError(f"idempotency record {record.id} names a missing order")
     # A retry also nudges a start that has not reached Temporal yet.
-    pending = await orders.pending_outbox_ids(session, order_workflow_id(order.id))
+    pending = await inbox.pending_outbox_ids(session, order_workflow_id(order.id))
     return PlacedOrder(
         order.id, OrderStatus(order.status), created=False, outbox_ids=tuple(pending)
+    )
+
+
+def start_order_placement(
+    settings: Settings,
+    *,
+    order_id: str,
+    merchant_id: str,
+    payment_method: str,
+    units: int,
+    totals: Totals,
+    stripe_account: str | None = None,
+    merchant_name: str = "",
+) -> OutboxMessage:
+    """The row that starts OrderPlacement; a Connect seller's order also gets its payout."""
+    payout = None
+    if stripe_account:
+        payout = OrderPayout(
+            payout_id=new_id("pay"),
+            stripe_account=stripe_account,
+            config=settings.payout_config(),
+        )
+    inp = OrderPlacementInput(
+        payout=payout,
+        order_id=order_id,
+        merchant_id=merchant_id,
+        payment_method=payment_method,
+        config=OrderConfig(
+            flat_shipping_amount=settings.flat_shipping_amount,
+            payment_action_timeout_seconds=settings.payment_action_timeout_seconds,
+            shipment=ShipmentConfig.from_settings(settings),
+        ),
+    )
+    return outbox.start_message(
+        workflow_name(OrderPlacement.run),
+        order_workflow_id(order_id),
+        inp.model_dump(mode="json"),
+        search_attributes={
+            MERCHANT_ID.name: merchant_id,
+            ORDER_ID.name: order_id,
+            ORDER_STATUS.name: OrderStatus.PENDING.value,
+        },
+        summary=f"Order {order_id} · {units} item{'' if units == 1 else 's'} · "
+        f"{format_money(totals.total, totals.currency)} · {merchant_name}",
+        task_queue=settings.task_queue,
     )

@@ -9,17 +9,21 @@ into ``application/problem+json`` (the last without any internals).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
+import redis.exceptions
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fulfil.schemas import FieldError, ProblemDetails
+from api.schemas import FieldError, ProblemDetails
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +105,11 @@ def invalid(errors: Sequence[FieldError], detail: str = "The request is not vali
     return Problem(HTTPStatus.UNPROCESSABLE_ENTITY, detail, slug="validation-error", errors=errors)
 
 
+def malformed_event(detail: str) -> Problem:
+    """A webhook that verified but cannot be read: 400, which providers treat as final."""
+    return Problem(HTTPStatus.BAD_REQUEST, detail, slug="malformed-event")
+
+
 def invalid_field(field: str, message: str) -> Problem:
     return invalid([FieldError(field=field, message=message)], detail=f"{field}: {message}")
 
@@ -140,8 +149,23 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     return exc.response()
 
 
+# Headers a request must carry, whose absence CONTRACT.md answers with 400 (not 422).
+REQUIRED_HEADERS = {"Idempotency-Key": "idempotency-key"}
+
+
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        if len(loc) == 2 and loc[0] == "header" and loc[1] in REQUIRED_HEADERS:
+            missing = err.get("type") == "missing"
+            return Problem(
+                HTTPStatus.BAD_REQUEST,
+                f"The {loc[1]} header is required."
+                if missing
+                else f"The {loc[1]} header must be 1 to 255 printable ASCII characters.",
+                slug=f"{REQUIRED_HEADERS[str(loc[1])]}-{'missing' if missing else 'invalid'}",
+            ).response()
     errors = _field_errors(exc)
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors[:3])
     return invalid(errors, detail=detail or "The request is not valid.").response()
@@ -156,16 +180,61 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
         detail = f"{request.method} is not allowed on {request.url.path}."
     else:
         detail = exc.detail if isinstance(exc.detail, str) else status.phrase
-    problem = Problem(status, detail, headers=exc.headers)
-    return problem.response()
+    headers = dict(exc.headers or {})
+    if status == HTTPStatus.METHOD_NOT_ALLOWED:
+        # Every method of the path, not only those of the first route that matched it.
+        allowed = allowed_methods(request.app.openapi(), request.url.path)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
+    return Problem(status, detail, headers=headers).response()
+
+
+def allowed_methods(document: dict[str, Any], path: str) -> list[str]:
+    """The methods the OpenAPI document lists for the template ``path`` matches."""
+    for template, operations in document.get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            return sorted(method.upper() for method in operations)
+    return []
+
+
+# What an outage of a dependency raises: the request may succeed if sent again shortly.
+_DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,  # refused, reset, timed out; deadlock, serialization
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection in time
+    psycopg.OperationalError,
+)
+_REDIS_DOWN: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable(exc: BaseException) -> Problem | None:
+    """503 with ``Retry-After`` when ``exc`` is a dependency not answering (PostgreSQL, Redis,
+    the request's deadline), else None. Nothing was committed: the transaction of the request
+    is rolled back, so the client can send the same request again."""
+    if isinstance(exc, _DATABASE_DOWN):
+        what = "The database"
+    elif isinstance(exc, _REDIS_DOWN):
+        what = "Redis"
+    elif isinstance(exc, TimeoutError):
+        what = "A service the API depends on"
+    else:
+        return None
+    return Problem(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        f"{what} did not answer; nothing was changed. Try again shortly.",
+        slug="unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error(
-        "unhandled error",
-        exc_info=exc,
-        extra={"method": request.method, "path": request.url.path},
-    )
+    """Outermost safety net (``RequestObservability`` answers and logs unhandled errors
+    first): Starlette re-raises after this, and uvicorn logs it."""
     return Problem(
         HTTPStatus.INTERNAL_SERVER_ERROR,
         "An unexpected error occurred. It has been logged.",

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import stripe
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from activities.vault import TokenVault
+from api.codec_auth import OidcVerifier
+from api.gate import KeyDirectory
 from api.observability import Metrics
-from fulfil.outbox import ClientProvider, OutboxRelay
+from api.rate_limit import RateLimiter
+from db.outbox import ClientProvider, OutboxRelay
 from fulfil.settings import Settings
 from fulfil.temporal import connect
 
@@ -75,22 +81,45 @@ class LazyTemporalClient:
 class BackgroundDispatch:
     """Delivers outbox rows after the request's commit, never making the request wait.
 
+    Rows are queued and one delivery loop takes them in batches: a burst of
+    webhooks costs a claim and a mark per batch, not per row, and never more
+    connections than one (400 Shippo webhooks at once had exhausted the pool).
     A failure only logs: the rows stay undispatched and the worker's relay
     re-drives them.
     """
 
+    BATCH = 200
+
     def __init__(self, relay: OutboxRelay, metrics: Metrics) -> None:
         self._relay = relay
         self._metrics = metrics
+        self._pending: list[int] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def schedule(self, outbox_ids: Sequence[int]) -> None:
-        """Start delivery and return at once (async so Starlette runs it on the event loop)."""
+        """Queue delivery and return at once (async so Starlette runs it on the event loop)."""
         if not outbox_ids:
             return
-        task = asyncio.create_task(self._dispatch(list(outbox_ids)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._pending.extend(outbox_ids)
+        self._idle.clear()
+        self._wake.set()
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.create_task(self._deliver_queued())
+            self._tasks.add(self._loop_task)
+            self._loop_task.add_done_callback(self._tasks.discard)
+
+    async def _deliver_queued(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending[: self.BATCH], self._pending[self.BATCH :]
+                await self._dispatch(batch)
+            self._idle.set()
 
     async def dispatch_now(self, outbox_ids: Sequence[int]) -> None:
         """Deliver and wait (the cancel route needs the start to have happened)."""
@@ -107,10 +136,12 @@ class BackgroundDispatch:
             )
 
     async def drain(self, grace_seconds: float) -> None:
-        """At shutdown: let deliveries in flight finish, then cancel the rest."""
+        """At shutdown: let queued deliveries finish, then cancel the rest (the relay has them)."""
         if not self._tasks:
             return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout=grace_seconds)
+        pending = {task for task in self._tasks if not task.done()}
         for task in pending:
             task.cancel()
         if pending:
@@ -122,8 +153,18 @@ class Resources:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # Autocommit sessions on the same pool, for reads (no BEGIN/COMMIT round trips).
+    read_sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis
     temporal: ClientProvider
     relay: OutboxRelay
     dispatch: BackgroundDispatch
     metrics: Metrics
+    keys: KeyDirectory
+    limiter: RateLimiter
+    # Stripe, for the few answers that need it now: a seller's new account, reconciliation.
+    stripe: stripe.StripeClient
+    # Buyers' Cloudflare tokens, for the length of their deployment.
+    vault: TokenVault
+    # The UI's OIDC access tokens, for the codec endpoints.
+    oidc: OidcVerifier

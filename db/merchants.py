@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,8 +18,6 @@ async def create_merchant(
     merchant_id: str,
     name: str,
     email: str,
-    api_key_hash: str,
-    api_key_prefix: str,
     webhook_secret_sealed: str,
     webhook_url: str | None,
     stripe_account: str | None,
@@ -33,8 +32,6 @@ async def create_merchant(
             id=merchant_id,
             name=name,
             email=email,
-            api_key_hash=api_key_hash,
-            api_key_prefix=api_key_prefix,
             webhook_secret_sealed=webhook_secret_sealed,
             webhook_url=webhook_url,
             stripe_account=stripe_account,
@@ -45,10 +42,6 @@ async def create_merchant(
         .on_conflict_do_nothing()
         .returning(Merchant)
     )
-
-
-async def get_merchant_by_api_key_hash(session: AsyncSession, api_key_hash: str) -> Merchant | None:
-    return await session.scalar(select(Merchant).where(Merchant.api_key_hash == api_key_hash))
 
 
 async def get_merchant(session: AsyncSession, merchant_id: str) -> Merchant | None:
@@ -68,8 +61,49 @@ async def update_merchant(
     return merchant
 
 
-UPDATABLE = frozenset({"webhook_url", "ship_from", "shipping_policy"})
+UPDATABLE = frozenset({"webhook_url", "ship_from", "shipping_policy", "stripe_account"})
 
 
 async def get_merchant_by_tiktok_shop(session: AsyncSession, shop_id: str) -> Merchant | None:
     return await session.scalar(select(Merchant).where(Merchant.tiktok_shop_id == shop_id))
+
+
+# --- the webhook endpoint's circuit breaker ------------------------------------
+
+
+async def webhook_delivered(session: AsyncSession, merchant_id: str) -> None:
+    """A 2xx: the endpoint is healthy again."""
+    await session.execute(
+        update(Merchant)
+        .where(Merchant.id == merchant_id, Merchant.webhook_failures > 0)
+        .values(webhook_failures=0, webhook_parked_until=None, webhook_last_error=None)
+    )
+
+
+async def webhook_failed(
+    session: AsyncSession, merchant_id: str, error: str, *, threshold: int, cooldown: timedelta
+) -> datetime | None:
+    """Count a failed delivery; when it makes ``threshold`` in a row, park the endpoint for
+    ``cooldown``. Returns until when the endpoint is parked (None: not parked)."""
+    parked_until = await session.scalar(
+        update(Merchant)
+        .where(Merchant.id == merchant_id)
+        .values(
+            webhook_failures=Merchant.webhook_failures + 1,
+            webhook_last_error=error[:500],
+            webhook_parked_until=case(
+                (Merchant.webhook_failures + 1 >= threshold, func.now() + cooldown),
+                else_=Merchant.webhook_parked_until,
+            ),
+        )
+        .returning(Merchant.webhook_parked_until)
+    )
+    return parked_until
+
+
+async def reset_webhook_breaker(session: AsyncSession, merchant: Merchant) -> None:
+    """A new or re-saved webhook URL gets a fresh start."""
+    merchant.webhook_failures = 0
+    merchant.webhook_parked_until = None
+    merchant.webhook_last_error = None
+    await session.flush()

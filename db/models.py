@@ -35,15 +35,33 @@ class Merchant(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(254))
-    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    api_key_prefix: Mapped[str] = mapped_column(String(16))
     webhook_secret_sealed: Mapped[str] = mapped_column(Text)
     webhook_url: Mapped[str | None] = mapped_column(Text)
+    # The circuit breaker of the merchant's webhook endpoint (activities/notify.py).
+    webhook_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    webhook_parked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    webhook_last_error: Mapped[str | None] = mapped_column(Text)
     stripe_account: Mapped[str | None] = mapped_column(String(64))
     tiktok_shop_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     ship_from: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     shipping_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _now()
+
+
+class ApiKey(Base):
+    """A merchant's API key, stored as sha256; ``owner`` can do everything, ``staff`` reads
+    and cancels. A deleted owner key expires after a grace period (rotation)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))  # owner | staff
+    created_at: Mapped[datetime] = _now()
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Product(Base):
@@ -233,3 +251,84 @@ class LedgerEntry(Base):
     currency: Mapped[str] = mapped_column(String(3))
     memo: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = _now()
+
+
+class Payout(Base):
+    """An escrowed seller payout: the read model its ``EscrowPayout`` workflow writes."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (
+        Index("ix_payouts_merchant_created", "merchant_id", "created_at", "id"),
+        Index("ix_payouts_status_hold", "status", "hold_until"),
+        CheckConstraint("platform_fee + seller_amount = amount", name="parts_add_up"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    source: Mapped[str] = mapped_column(String(16))  # checkout | order
+    order_id: Mapped[str | None] = mapped_column(String(40), unique=True)
+    checkout_id: Mapped[str | None] = mapped_column(String(40), unique=True)
+    stripe_account: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    platform_fee: Mapped[int] = mapped_column(BigInteger)
+    seller_amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))
+    hold_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(64))
+    charge_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    transfer_id: Mapped[str | None] = mapped_column(String(64))
+    reversal_id: Mapped[str | None] = mapped_column(String(64))
+    dispute_id: Mapped[str | None] = mapped_column(String(64))
+    transfer_error: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Checkout(Base):
+    """A marketplace checkout: one charge of a buyer for a seller's listing, paid out in escrow."""
+
+    __tablename__ = "checkouts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    payout_id: Mapped[str] = mapped_column(String(40), unique=True)
+    listing: Mapped[str] = mapped_column(String(200))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    buyer_email: Mapped[str] = mapped_column(String(254))
+    payment_method: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+
+
+class Deployment(Base):
+    """A package deployed into a buyer's Cloudflare account: its steps and what it created.
+
+    Never the buyer's API token: that stays in the vault (Redis) for the run only."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (Index("ix_deployments_merchant_created", "merchant_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    package_id: Mapped[str] = mapped_column(String(64))
+    package_name: Mapped[str] = mapped_column(String(100))
+    package_version: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[str] = mapped_column(String(64))
+    zone_id: Mapped[str | None] = mapped_column(String(64))
+    hostname: Mapped[str | None] = mapped_column(String(253))
+    status: Mapped[str] = mapped_column(String(16))
+    # [{"name", "status", "started_at", "finished_at", "detail"}] in step order
+    steps: Mapped[list[Any]] = mapped_column(JSONB)
+    # [{"type", "name", "id", "step", "parent"}] in creation order
+    resources: Mapped[list[Any]] = mapped_column(JSONB)
+    failed_step: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )

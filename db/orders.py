@@ -1,4 +1,4 @@
-"""Order repository: placement, reads of the public order, the inbox and outbox rows.
+"""Order repository: placement with its idempotency record, and reads of the public order.
 
 :func:`get_order_public` is the one serialisation of an order: the API answers
 with it and the worker sends it as the ``data`` of merchant webhooks.
@@ -6,34 +6,27 @@ with it and the worker sends it as the ``data`` of merchant webhooks.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import literal, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Row, func, literal, select, text, tuple_
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import (
     IdempotencyRecord,
-    InboxEvent,
     Order,
     OrderEvent,
     OrderItem,
     OutboxMessage,
     Product,
 )
-from fulfil.models import Address, Customer, OrderSource, OrderStatus
+from fulfil.enums import OrderSource, OrderStatus
+from fulfil.ids import order_event_key
+from fulfil.messages.common import Address, Customer
 from fulfil.money import Totals
-from fulfil.schemas import (
-    OrderEventPublic,
-    OrderItemPublic,
-    OrderPublic,
-    OrderTotals,
-    PaymentPublic,
-    ShipmentPublic,
-)
+from fulfil.views import OrderPublic, ShipmentPublic
 
 # --- idempotency -----------------------------------------------------------
 
@@ -121,7 +114,7 @@ async def insert_storefront_order(
             type="order.created",
             status=OrderStatus.PENDING.value,
             detail=created_detail,
-            dedupe_key=f"{order_id}:created",
+            dedupe_key=order_event_key(order_id, "created"),
         )
     )
     session.add(start)
@@ -137,57 +130,111 @@ async def get_order(session: AsyncSession, order_id: str, merchant_id: str | Non
     return await session.scalar(query.execution_options(populate_existing=True))
 
 
+async def get_event(session: AsyncSession, event_id: int) -> OrderEvent | None:
+    return await session.get(OrderEvent, event_id)
+
+
 async def order_exists(session: AsyncSession, order_id: str) -> bool:
     return (await session.scalar(select(Order.id).where(Order.id == order_id))) is not None
 
 
 # --- the public order ------------------------------------------------------
+# One statement per read: the order's columns with its items and events aggregated as JSON
+# by PostgreSQL (a GET is one round trip, a page of 100 orders too).
 
-
-def _public(order: Order, events: Sequence[OrderEvent]) -> OrderPublic:
-    return OrderPublic(
-        order_id=order.id,
-        source=OrderSource(order.source),
-        external_id=order.external_id,
-        status=OrderStatus(order.status),
-        items=[
-            OrderItemPublic(sku=i.sku, quantity=i.quantity, unit_price=i.unit_price)
-            for i in order.items
-        ],
-        totals=OrderTotals(
-            subtotal=order.subtotal,
-            discount=order.discount,
-            shipping=order.shipping,
-            total=order.total,
-            currency=order.currency,
-        ),
-        payment=(
-            PaymentPublic(status=order.payment_status, payment_intent_id=order.payment_intent_id)
-            if order.payment_intent_id
-            else None
-        ),
-        shipment=ShipmentPublic.from_record(order.shipment) if order.shipment else None,
-        payout_id=order.payout_id,
-        created_at=order.created_at,
-        events=[OrderEventPublic(at=e.at, type=e.type, detail=e.detail or "") for e in events],
+_ITEMS = (
+    select(
+        func.coalesce(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_object(
+                        "sku",
+                        OrderItem.sku,
+                        "quantity",
+                        OrderItem.quantity,
+                        "unit_price",
+                        OrderItem.unit_price,
+                    ),
+                    OrderItem.id,
+                )
+            ),
+            text("'[]'::json"),
+        )
     )
-
-
-async def _events_by_order(
-    session: AsyncSession, order_ids: Sequence[str]
-) -> dict[str, list[OrderEvent]]:
-    grouped: dict[str, list[OrderEvent]] = defaultdict(list)
-    if not order_ids:
-        return grouped
-    rows = await session.scalars(
-        select(OrderEvent)
-        .where(OrderEvent.order_id.in_(order_ids))
-        .order_by(OrderEvent.at, OrderEvent.id)
-        .execution_options(populate_existing=True)
+    .where(OrderItem.order_id == Order.id)
+    .correlate(Order)
+    .scalar_subquery()
+)
+_EVENTS = (
+    select(
+        func.coalesce(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_object(
+                        "at",
+                        OrderEvent.at,
+                        "type",
+                        OrderEvent.type,
+                        "detail",
+                        func.coalesce(OrderEvent.detail, ""),
+                    ),
+                    OrderEvent.at,
+                    OrderEvent.id,
+                )
+            ),
+            text("'[]'::json"),
+        )
     )
-    for event in rows:
-        grouped[event.order_id].append(event)
-    return grouped
+    .where(OrderEvent.order_id == Order.id)
+    .correlate(Order)
+    .scalar_subquery()
+)
+_PUBLIC_COLUMNS = (
+    Order.id,
+    Order.source,
+    Order.external_id,
+    Order.status,
+    Order.subtotal,
+    Order.discount,
+    Order.shipping,
+    Order.total,
+    Order.currency,
+    Order.payment_status,
+    Order.payment_intent_id,
+    Order.shipment,
+    Order.payout_id,
+    Order.created_at,
+    _ITEMS.label("items"),
+    _EVENTS.label("events"),
+)
+
+
+def _public(row: Row[Any]) -> OrderPublic:
+    return OrderPublic.model_validate(
+        {
+            "order_id": row.id,
+            "source": row.source,
+            "external_id": row.external_id,
+            "status": row.status,
+            "items": row.items,
+            "totals": {
+                "subtotal": row.subtotal,
+                "discount": row.discount,
+                "shipping": row.shipping,
+                "total": row.total,
+                "currency": row.currency,
+            },
+            "payment": (
+                {"status": row.payment_status, "payment_intent_id": row.payment_intent_id}
+                if row.payment_intent_id
+                else None
+            ),
+            "shipment": ShipmentPublic.from_record(row.shipment) if row.shipment else None,
+            "payout_id": row.payout_id,
+            "created_at": row.created_at,
+            "events": row.events,
+        }
+    )
 
 
 async def get_order_public(
@@ -197,11 +244,11 @@ async def get_order_public(
 
     ``merchant_id=None`` reads any merchant's order (ops, the worker).
     """
-    order = await get_order(session, order_id, merchant_id)
-    if order is None:
-        return None
-    events = await _events_by_order(session, [order.id])
-    return _public(order, events[order.id])
+    query = select(*_PUBLIC_COLUMNS).where(Order.id == order_id)
+    if merchant_id is not None:
+        query = query.where(Order.merchant_id == merchant_id)
+    row = (await session.execute(query)).one_or_none()
+    return _public(row) if row is not None else None
 
 
 async def get_order_cursor(
@@ -225,7 +272,9 @@ async def list_orders_public(
     limit: int = 20,
 ) -> tuple[list[OrderPublic], bool]:
     """(page, has_more), newest first; ``after`` comes from :func:`get_order_cursor`."""
-    query = select(Order).order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
+    query = (
+        select(*_PUBLIC_COLUMNS).order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
+    )
     if merchant_id is not None:
         query = query.where(Order.merchant_id == merchant_id)
     if status is not None:
@@ -236,43 +285,8 @@ async def list_orders_public(
         query = query.where(
             tuple_(Order.created_at, Order.id) < tuple_(literal(after[0]), literal(after[1]))
         )
-    orders = list(await session.scalars(query.execution_options(populate_existing=True)))
-    has_more = len(orders) > limit
-    orders = orders[:limit]
-    events = await _events_by_order(session, [o.id for o in orders])
-    return [_public(o, events[o.id]) for o in orders], has_more
-
-
-# --- inbox and outbox ------------------------------------------------------
-
-
-async def record_inbox_event(
-    session: AsyncSession, *, provider: str, event_id: str, event_type: str, payload: dict[str, Any]
-) -> bool:
-    """Record a verified webhook; ``False`` when this event was recorded before (a redelivery)."""
-    inserted = await session.scalar(
-        insert(InboxEvent)
-        .values(provider=provider, event_id=event_id, event_type=event_type, payload=payload)
-        .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-        .returning(InboxEvent.id)
-    )
-    return inserted is not None
-
-
-async def add_outbox_message(session: AsyncSession, message: OutboxMessage) -> int:
-    session.add(message)
-    await session.flush()
-    return message.id
-
-
-async def pending_outbox_ids(session: AsyncSession, workflow_id: str) -> list[int]:
-    """Starts and signals for this workflow not delivered yet, oldest first."""
-    rows = await session.scalars(
-        select(OutboxMessage.id)
-        .where(OutboxMessage.workflow_id == workflow_id, OutboxMessage.dispatched_at.is_(None))
-        .order_by(OutboxMessage.id)
-    )
-    return list(rows)
+    rows = (await session.execute(query)).all()
+    return [_public(row) for row in rows[:limit]], len(rows) > limit
 
 
 async def order_id_by_tracking_number(session: AsyncSession, tracking_number: str) -> str | None:

@@ -1,5 +1,9 @@
-"""Core package shared by the API, the worker and the workflows.
+"""The core every other package shares, importing none of them.
 
-Settings, pydantic models of workflow inputs/outputs and statuses, money,
-ids, the Temporal data converter with its payload codec, and the token vault.
+Settings (``settings``), workflow messages (``messages``, one module per
+process), enums (``enums``), money (``money``), rate choice (``shipping``),
+business ids and keys (``ids``), the payload codec (``codec``), signatures
+(``signatures``), the Temporal client and search attributes (``temporal``),
+business failure types (``errors``), logging (``logs``) and the public order
+view (``views``).
 """

@@ -3,12 +3,21 @@
 Every payload (inputs, results, signals, memos, failure messages) leaves the
 process encrypted. The key id travels in the payload metadata, so rotating the
 ring (a new first key, old keys still listed) keeps old histories readable.
+
+Coming in, a payload that is not encrypted with a key of the ring is refused:
+anyone who can reach the Temporal frontend (the ``temporal`` CLI, the UI's
+write actions) could otherwise send a plain-JSON signal (a forged
+``payment_succeeded``). A refused payload decodes to one no converter can read,
+so the SDK drops that signal (or fails that update or query) and the run goes
+on. Search attributes never pass through a codec, so they are not affected;
+``allow_plain`` names any other encoding let through on purpose.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import logging
 import os
 from collections.abc import Sequence
 
@@ -22,7 +31,11 @@ from temporalio.converter import (
 )
 
 ENCODING = b"binary/encrypted"
+# What a refused payload becomes: no payload converter reads this encoding.
+REFUSED_ENCODING = b"binary/refused-unencrypted"
 NONCE_BYTES = 12
+
+log = logging.getLogger(__name__)
 
 
 class KeyRing:
@@ -70,8 +83,9 @@ class KeyRing:
 
 
 class EncryptionCodec(PayloadCodec):
-    def __init__(self, ring: KeyRing) -> None:
+    def __init__(self, ring: KeyRing, *, allow_plain: frozenset[bytes] = frozenset()) -> None:
         self._ring = ring
+        self._allow_plain = allow_plain
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         out = []
@@ -88,8 +102,16 @@ class EncryptionCodec(PayloadCodec):
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         out = []
         for p in payloads:
-            if p.metadata.get("encoding", b"") != ENCODING:
-                out.append(p)
+            encoding = p.metadata.get("encoding", b"")
+            if encoding != ENCODING:
+                if encoding in self._allow_plain:
+                    out.append(p)
+                else:
+                    log.warning(
+                        "unencrypted payload refused",
+                        extra={"encoding": encoding.decode(errors="replace")[:64]},
+                    )
+                    out.append(Payload(metadata={"encoding": REFUSED_ENCODING}))
                 continue
             key_id = p.metadata.get("encryption-key-id", b"").decode()
             decoded = Payload()

@@ -6,6 +6,22 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel
 
+# ISO 4217 minor units where they are not 2.
+MINOR_UNITS = {
+    **dict.fromkeys(["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG"], 0),
+    **dict.fromkeys(["RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"], 0),
+    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
+}
+
+
+def format_money(amount: int, currency: str) -> str:
+    """``5900, "AUD"`` → ``"AUD 59.00"``: for people (summaries, logs), never for sums."""
+    digits = MINOR_UNITS.get(currency.upper(), 2)
+    sign = "-" if amount < 0 else ""
+    whole, minor = divmod(abs(amount), 10**digits)
+    shown = f"{whole:,}" + (f".{minor:0{digits}d}" if digits else "")
+    return f"{currency.upper()} {sign}{shown}"
+
 
 class Totals(BaseModel):
     subtotal: int
@@ -53,6 +69,7 @@ def price(
 
 
 def split_fee(amount: int, fee_bps: int) -> tuple[int, int]:
-    """(platform fee, seller amount); the fee rounds down so the seller never loses a cent."""
-    fee = amount * fee_bps // 10_000
+    """(platform fee, seller amount): the fee is ``fee_bps`` of the amount, rounded half up to
+    the cent, and the seller gets the rest, so the two always add up to the amount."""
+    fee = (amount * fee_bps + 5_000) // 10_000
     return fee, amount - fee

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fulfil.models import RateOption, ShippingPolicy
+from fulfil.messages.common import ShippingPolicy
+from fulfil.messages.shipment import RateOption
 
 NO_ESTIMATE = 10_000
 

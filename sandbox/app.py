@@ -1,8 +1,8 @@
-"""The provider sandbox app: ``uvicorn sandbox.app:app --port 8100``.
+"""The provider sandbox app: ``uvicorn --factory sandbox.app:create_app --port 8100``.
 
 Each provider is one module with its own router (``stripe_api``,
-``email_api``; later ``shippo_api``, ``tiktok_api``, ``cloudflare_api``),
-included here under its prefix. All state is in memory on
+``email_api``, ``shippo_api``, ``tiktok_api``, ``cloudflare_api``), included
+here under its prefix. All state is in memory on
 ``app.state.sandbox``, so ``create_app()`` gives an independent sandbox.
 """
 
@@ -14,7 +14,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fulfil.settings import Settings, get_settings
-from sandbox import control, email_api, faults, shippo_api, stripe_api, tiktok_api
+from sandbox import (
+    cloudflare_api,
+    control,
+    email_api,
+    faults,
+    shippo_api,
+    stripe_api,
+    tiktok_api,
+)
 from sandbox.faults import FaultInjectionMiddleware
 from sandbox.state import SandboxState
 
@@ -46,7 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(shippo_api.control_router)
     app.include_router(tiktok_api.router)
     app.include_router(tiktok_api.control_router)
+    app.include_router(cloudflare_api.router)
+    app.include_router(cloudflare_api.control_router)
     return app
-
-
-app = create_app()

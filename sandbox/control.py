@@ -23,9 +23,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/ledger")
 async def ledger(state: StateDep) -> dict[str, list[dict[str, Any]]]:
-    """What the providers did: ``payment_intents``, ``refunds``, ``transfers``, ``labels``,
-    ``label_refunds``, ``tiktok_shipments``, ``cloudflare_resources``, ``emails`` (always),
-    other kinds when used (``accounts``, ``disputes``), and ``webhook_deliveries``."""
+    """What the providers did: ``payment_intents``, ``refunds``, ``transfers``, ``accounts``,
+    ``disputes``, ``labels``, ``label_refunds``, ``tiktok_shipments``, ``cloudflare_resources``,
+    ``emails`` (always), other kinds when used, and ``webhook_deliveries``."""
     return {**state.ledger.snapshot(), "webhook_deliveries": state.webhooks.deliveries()}
 
 

@@ -44,6 +44,8 @@ LEDGER_KINDS: tuple[str, ...] = (
     "payment_intents",
     "refunds",
     "transfers",
+    "accounts",
+    "disputes",
     "labels",
     "label_refunds",
     "tiktok_shipments",

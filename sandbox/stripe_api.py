@@ -14,8 +14,19 @@ Test payment methods decide the outcome of a confirmation (see
 ``_CARD_OUTCOMES``). Payment events are delivered, signed with
 ``STRIPE_WEBHOOK_SECRET``, to ``{api_base}/webhooks/stripe``.
 
+Connect (separate charges and transfers): accounts, transfers (checked against
+the destination's capabilities and their ``source_transaction``), reversals,
+disputes, each listable with Stripe's cursor pagination. ``transfer.*`` and
+``charge.dispute.*`` events are delivered like the payment events.
+
+Idempotency keys are honoured on every POST as Stripe does: the same key with
+the same parameters replays the saved response (``Idempotent-Replayed: true``);
+with other parameters it answers 400 ``idempotency_error``. A request refused
+by validation saves nothing, so it can be retried under its key once fixed.
+
 Control endpoints under ``/_sandbox/stripe``: complete (or fail) the
-authentication of a ``requires_action`` payment, open a dispute on a charge.
+authentication of a ``requires_action`` payment; open a dispute on a charge and
+close it as won or lost; restrict a connected account (and lift it).
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import copy
 import hashlib
 import hmac
 import json
+import operator
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -34,7 +46,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sandbox.state import SandboxState, StateDep, get_state, new_id, rfc3339
 
@@ -243,6 +255,7 @@ class StripeStore:
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transfer_reversals: dict[str, dict[str, Any]] = field(default_factory=dict)
     accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -266,6 +279,107 @@ class StripeCall:
 
 
 Operation = Callable[[StripeCall], dict[str, Any]]
+
+
+# --------------------------------------------------------------------- lists
+
+_LIST_PARAMS = _names("limit starting_after ending_before expand created")
+_RANGE_OPERATORS: dict[str, Callable[[int, int], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
+def _created_filter(params: dict[str, Any]) -> Callable[[int], bool]:
+    """``created=<unix>`` or ``created[gt|gte|lt|lte]=<unix>``, as a predicate."""
+    created = params.get("created")
+    if created is None or created == "":
+        return lambda _value: True
+    if isinstance(created, str):
+        exact = _int_value(created, "created")
+        return lambda value: value == exact
+    if not isinstance(created, dict):
+        raise invalid_request("Invalid hash", param="created", code="parameter_invalid_hash")
+    bounds: list[tuple[Callable[[int, int], bool], int]] = []
+    for comparison, raw in created.items():
+        compare = _RANGE_OPERATORS.get(comparison)
+        if compare is None or not isinstance(raw, str):
+            raise invalid_request(
+                f"Received unknown parameter: created[{comparison}]",
+                param=f"created[{comparison}]",
+                code="parameter_unknown",
+            )
+        bounds.append((compare, _int_value(raw, f"created[{comparison}]")))
+    return lambda value: all(compare(value, bound) for compare, bound in bounds)
+
+
+def _int_value(raw: str, param: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise invalid_request(
+            f"Invalid integer: {raw}", param=param, code="parameter_invalid_integer"
+        ) from None
+
+
+def _list(
+    call: StripeCall,
+    objects: dict[str, dict[str, Any]],
+    *,
+    url: str,
+    label: str,
+    where: Callable[[dict[str, Any]], bool] = lambda _obj: True,
+    present: Callable[[dict[str, Any]], dict[str, Any]] = copy.deepcopy,
+    filters: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """A Stripe list: newest first, ``limit`` (1-100, default 10), cursors and ``has_more``.
+
+    ``starting_after`` gives the objects older than the cursor, ``ending_before``
+    the ones newer than it (still newest first), like Stripe, so the SDK's
+    ``auto_paging_iter`` walks every page. ``objects`` is a store in creation order.
+    """
+    params = call.params
+    _check_known(params, _LIST_PARAMS | filters)
+    limit = _int(params, "limit") or 10
+    if limit > 100:
+        raise invalid_request(
+            "This value must be less than or equal to 100.",
+            param="limit",
+            code="parameter_invalid_integer",
+        )
+    starting_after = _str(params, "starting_after")
+    ending_before = _str(params, "ending_before")
+    if starting_after is not None and ending_before is not None:
+        raise invalid_request(
+            "You may only specify one of these parameters: starting_after, ending_before."
+        )
+    created = _created_filter(params)
+    position = {object_id: index for index, object_id in enumerate(objects)}
+    newest_first = [o for o in reversed(objects.values()) if where(o) and created(o["created"])]
+
+    def cursor(name: str, object_id: str) -> int:
+        if object_id not in position:
+            raise resource_missing(label, object_id, name)
+        return position[object_id]
+
+    if starting_after is not None:
+        after = cursor("starting_after", starting_after)
+        pool = [o for o in newest_first if position[o["id"]] < after]
+        data, has_more = pool[:limit], len(pool) > limit
+    elif ending_before is not None:
+        before = cursor("ending_before", ending_before)
+        pool = [o for o in newest_first if position[o["id"]] > before]
+        data, has_more = pool[-limit:], len(pool) > limit
+    else:
+        data, has_more = newest_first[:limit], len(newest_first) > limit
+    return {
+        "object": "list",
+        "data": [present(o) for o in data],
+        "has_more": has_more,
+        "url": url,
+    }
 
 
 # ------------------------------------------------------------------- events
@@ -569,6 +683,27 @@ def retrieve_payment_intent(call: StripeCall, intent: str) -> dict[str, Any]:
     return _present_payment_intent(call, _get_payment_intent(call, intent))
 
 
+def list_payment_intents(call: StripeCall) -> dict[str, Any]:
+    customer = _str(call.params, "customer")
+    expand_charge = "data.latest_charge" in _expand(call.params)
+
+    def present(pi: dict[str, Any]) -> dict[str, Any]:
+        body = copy.deepcopy(pi)
+        if expand_charge and pi["latest_charge"]:
+            body["latest_charge"] = copy.deepcopy(call.store.charges[pi["latest_charge"]])
+        return body
+
+    return _list(
+        call,
+        call.store.payment_intents,
+        url="/v1/payment_intents",
+        label="payment_intent",
+        where=lambda pi: customer is None or pi["customer"] == customer,
+        present=present,
+        filters=_names("customer customer_account"),
+    )
+
+
 def update_payment_intent(call: StripeCall, intent: str) -> dict[str, Any]:
     params = call.params
     _check_known(params, _PI_UPDATE_PARAMS)
@@ -825,6 +960,11 @@ def create_refund(call: StripeCall) -> dict[str, Any]:
             param="charge",
             code="charge_not_refundable",
         )
+    if _charged_back(call, charge["id"]):
+        raise invalid_request(
+            f"Charge {charge['id']} has been charged back; cannot issue a refund.",
+            code="charge_disputed",
+        )
     remaining = charge["amount"] - charge["amount_refunded"]
     if remaining <= 0:
         raise invalid_request(
@@ -891,19 +1031,28 @@ def retrieve_refund(call: StripeCall, refund_id: str) -> dict[str, Any]:
 def list_refunds(call: StripeCall) -> dict[str, Any]:
     intent = _str(call.params, "payment_intent")
     charge = _str(call.params, "charge")
-    limit = _int(call.params, "limit") or 10
-    refunds = [
-        r
-        for r in reversed(call.store.refunds.values())
-        if (intent is None or r["payment_intent"] == intent)
-        and (charge is None or r["charge"] == charge)
-    ]
-    return {
-        "object": "list",
-        "data": refunds[:limit],
-        "has_more": len(refunds) > limit,
-        "url": "/v1/refunds",
-    }
+    return _list(
+        call,
+        call.store.refunds,
+        url="/v1/refunds",
+        label="refund",
+        where=lambda r: (
+            (intent is None or r["payment_intent"] == intent)
+            and (charge is None or r["charge"] == charge)
+        ),
+        filters=_names("payment_intent charge"),
+    )
+
+
+def _charged_back(call: StripeCall, charge_id: str) -> bool:
+    """A card chargeback (open or lost) took the money back: Stripe refuses a refund.
+
+    Once the dispute is won the funds are reinstated and the charge can be
+    refunded again (``is_charge_refundable`` is false for card disputes).
+    """
+    return any(
+        d["charge"] == charge_id and d["status"] != "won" for d in call.store.disputes.values()
+    )
 
 
 # ------------------------------------------------------------------ connect
@@ -913,6 +1062,64 @@ _ACCOUNT_PARAMS = _names(
     metadata settings tos_acceptance external_account controller default_currency documents
     groups expand account_token bank_account"""
 )
+# Any one of these active lets an account receive transfers.
+_TRANSFER_CAPABILITIES = ("transfers", "crypto_transfers", "legacy_payments")
+
+
+def _requested_capabilities(params: dict[str, Any]) -> list[str]:
+    """``capabilities[transfers][requested]=true`` → ``["transfers"]``; none asked → both usual."""
+    requested = params.get("capabilities")
+    if requested is None:
+        return ["card_payments", "transfers"]
+    if not isinstance(requested, dict):
+        raise invalid_request("Invalid hash", param="capabilities", code="parameter_invalid_hash")
+    names = []
+    for name, spec in requested.items():
+        if not isinstance(spec, dict):
+            raise invalid_request(
+                "Invalid hash", param=f"capabilities[{name}]", code="parameter_invalid_hash"
+            )
+        _check_known(spec, frozenset({"requested"}))
+        if _bool(spec, "requested"):
+            names.append(name)
+    return names
+
+
+def _set_account_restricted(account: dict[str, Any], restricted: bool) -> None:
+    """A restricted account (requirements past due) has every capability inactive."""
+    status = "inactive" if restricted else "active"
+    account["capabilities"] = {name: status for name in account["capabilities"]}
+    account["charges_enabled"] = not restricted and "card_payments" in account["capabilities"]
+    account["payouts_enabled"] = not restricted
+    due = ["individual.verification.document"] if restricted else []
+    account["requirements"].update(
+        currently_due=list(due),
+        past_due=list(due),
+        disabled_reason="requirements.past_due" if restricted else None,
+    )
+
+
+def _account_restricted(account: dict[str, Any]) -> bool:
+    return account["requirements"]["disabled_reason"] is not None
+
+
+def _record_account(
+    state: SandboxState, account: dict[str, Any], *, idempotency_key: str | None = None
+) -> None:
+    entry: dict[str, Any] = {
+        "status": "restricted" if _account_restricted(account) else "active",
+        "type": account["type"],
+        "country": account["country"],
+        "email": account["email"],
+        "capabilities": account["capabilities"],
+        "charges_enabled": account["charges_enabled"],
+        "payouts_enabled": account["payouts_enabled"],
+        "metadata": account["metadata"],
+        "created": rfc3339(account["created"]),
+    }
+    if idempotency_key is not None:
+        entry["idempotency_key"] = idempotency_key
+    state.ledger.put("accounts", account["id"], entry)
 
 
 def create_account(call: StripeCall) -> dict[str, Any]:
@@ -920,11 +1127,17 @@ def create_account(call: StripeCall) -> dict[str, Any]:
     _check_known(params, _ACCOUNT_PARAMS)
     kind = _choice(params, "type", ("express", "custom", "standard")) or "express"
     country = (_str(params, "country") or "US").upper()
+    if not re.fullmatch(r"[A-Z]{2}", country):
+        raise invalid_request(
+            f"Invalid country: {country}.", param="country", code="country_code_invalid"
+        )
+    account_id = new_id("acct", 16)
     account: dict[str, Any] = {
-        "id": new_id("acct", 16),
+        "id": account_id,
         "object": "account",
+        "business_profile": params.get("business_profile") or {},
         "business_type": _str(params, "business_type"),
-        "capabilities": {"card_payments": "active", "transfers": "active"},
+        "capabilities": {},
         "charges_enabled": True,
         "controller": {"type": "application", "is_controller": True},
         "country": country,
@@ -932,37 +1145,49 @@ def create_account(call: StripeCall) -> dict[str, Any]:
         "default_currency": (_str(params, "default_currency") or "usd").lower(),
         "details_submitted": True,
         "email": _str(params, "email"),
+        "external_accounts": {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "total_count": 0,
+            "url": f"/v1/accounts/{account_id}/external_accounts",
+        },
         "metadata": _metadata(params),
         "payouts_enabled": True,
         "requirements": {
+            "alternatives": [],
+            "current_deadline": None,
             "currently_due": [],
+            "disabled_reason": None,
+            "errors": [],
             "eventually_due": [],
             "past_due": [],
-            "disabled_reason": None,
+            "pending_verification": [],
         },
+        "settings": {"payouts": {"schedule": {"interval": "daily", "delay_days": 2}}},
+        "tos_acceptance": {"date": call.now()},
         "type": kind,
     }
-    call.store.accounts[account["id"]] = account
-    call.state.ledger.put(
-        "accounts",
-        account["id"],
-        {
-            "status": "active",
-            "type": kind,
-            "email": account["email"],
-            "metadata": account["metadata"],
-            "idempotency_key": call.idempotency_key,
-            "created": rfc3339(account["created"]),
-        },
-    )
+    account["capabilities"] = dict.fromkeys(_requested_capabilities(params), "active")
+    _set_account_restricted(account, False)
+    call.store.accounts[account_id] = account
+    _record_account(call.state, account, idempotency_key=call.idempotency_key)
     return account
 
 
-def retrieve_account(call: StripeCall, account_id: str) -> dict[str, Any]:
+def _get_account(call: StripeCall, account_id: str) -> dict[str, Any]:
     account = call.store.accounts.get(account_id)
     if account is None:
         raise resource_missing("account", account_id, "account")
     return account
+
+
+def retrieve_account(call: StripeCall, account_id: str) -> dict[str, Any]:
+    return _get_account(call, account_id)
+
+
+def list_accounts(call: StripeCall) -> dict[str, Any]:
+    return _list(call, call.store.accounts, url="/v1/accounts", label="account")
 
 
 def create_account_link(call: StripeCall) -> dict[str, Any]:
@@ -973,7 +1198,7 @@ def create_account_link(call: StripeCall) -> dict[str, Any]:
     )
     account_id = _str(params, "account", required=True)
     assert account_id is not None
-    retrieve_account(call, account_id)
+    _get_account(call, account_id)
     _str(params, "type", required=True)
     now = call.now()
     return {
@@ -985,26 +1210,42 @@ def create_account_link(call: StripeCall) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------- transfers
+
 _TRANSFER_PARAMS = _names(
     """amount currency destination description metadata source_transaction source_type
     transfer_group expand"""
 )
+# Transfers embed their first reversals, like Stripe's sublists.
+_EMBEDDED_LIST_SIZE = 10
+
+
+def _transfer_status(transfer: dict[str, Any]) -> str:
+    if transfer["reversed"]:
+        return "reversed"
+    return "partially_reversed" if transfer["amount_reversed"] else "paid"
 
 
 def _record_transfer(call: StripeCall, transfer: dict[str, Any], *, created: bool) -> None:
-    reversed_amount = transfer["amount_reversed"]
-    status = (
-        "reversed" if transfer["reversed"] else "partially_reversed" if reversed_amount else "paid"
-    )
+    reversals = [
+        {
+            "id": r["id"],
+            "amount": r["amount"],
+            "metadata": r["metadata"],
+            "idempotency_key": r["idempotency_key"],
+            "created": rfc3339(r["created"]),
+        }
+        for r in _reversals_of(call, transfer["id"])
+    ]
     entry: dict[str, Any] = {
-        "status": status,
+        "status": _transfer_status(transfer),
         "amount": transfer["amount"],
-        "amount_reversed": reversed_amount,
+        "amount_reversed": transfer["amount_reversed"],
         "currency": transfer["currency"],
         "destination": transfer["destination"],
         "transfer_group": transfer["transfer_group"],
         "source_transaction": transfer["source_transaction"],
-        "reversals": [r["id"] for r in transfer["reversals"]["data"]],
+        "reversals": list(reversed(reversals)),  # oldest first, like every ledger list
         "metadata": transfer["metadata"],
         "created": rfc3339(transfer["created"]),
     }
@@ -1013,19 +1254,93 @@ def _record_transfer(call: StripeCall, transfer: dict[str, Any], *, created: boo
     call.state.ledger.put("transfers", transfer["id"], entry)
 
 
+def _reversals_of(call: StripeCall, transfer_id: str) -> list[dict[str, Any]]:
+    """The transfer's reversals, newest first (with the sandbox-only ``idempotency_key``)."""
+    return [
+        r for r in reversed(call.store.transfer_reversals.values()) if r["transfer"] == transfer_id
+    ]
+
+
+def _present_reversal(reversal: dict[str, Any]) -> dict[str, Any]:
+    return {k: copy.deepcopy(v) for k, v in reversal.items() if k != "idempotency_key"}
+
+
+def _present_transfer(call: StripeCall, transfer: dict[str, Any]) -> dict[str, Any]:
+    body = copy.deepcopy(transfer)
+    reversals = _reversals_of(call, transfer["id"])
+    body["reversals"] = {
+        "object": "list",
+        "data": [_present_reversal(r) for r in reversals[:_EMBEDDED_LIST_SIZE]],
+        "has_more": len(reversals) > _EMBEDDED_LIST_SIZE,
+        "total_count": len(reversals),
+        "url": f"/v1/transfers/{transfer['id']}/reversals",
+    }
+    return body
+
+
+def _check_destination(call: StripeCall, destination: str) -> None:
+    # Any acct_ id is accepted (a merchant may be configured with one made outside
+    # the sandbox); an account made here must be able to receive transfers.
+    if not destination.startswith("acct_"):
+        raise resource_missing("destination", destination, "destination")
+    account = call.store.accounts.get(destination)
+    if account is None:
+        return
+    if not any(account["capabilities"].get(c) == "active" for c in _TRANSFER_CAPABILITIES):
+        raise invalid_request(
+            "Your destination account needs to have at least one of the following "
+            f"capabilities enabled: {', '.join(_TRANSFER_CAPABILITIES)}",
+            param="destination",
+            code="insufficient_capabilities_for_transfer",
+        )
+
+
+def _check_source_transaction(call: StripeCall, charge_id: str, amount: int, currency: str) -> None:
+    """A transfer funded by a charge: a succeeded platform charge, same currency, enough left.
+
+    What is left is the charge amount less the transfers already made from it
+    (reversals do not give it back; the sandbox charges no Stripe fee).
+    """
+    charge = call.store.charges.get(charge_id)
+    if charge is None:
+        raise resource_missing("charge", charge_id, "source_transaction")
+    if charge["status"] != "succeeded":
+        raise invalid_request(
+            f"The source_transaction {charge_id} has status {charge['status']}; only a "
+            "succeeded charge can fund a transfer.",
+            param="source_transaction",
+        )
+    if charge["currency"] != currency:
+        raise invalid_request(
+            f"The currency of source_transaction's balance transaction ({charge['currency']}) "
+            f"must be the same as the transfer currency ({currency})",
+            param="source_transaction",
+        )
+    transferred = sum(
+        t["amount"] for t in call.store.transfers.values() if t["source_transaction"] == charge_id
+    )
+    available = charge["amount"] - transferred
+    if amount > available:
+        raise invalid_request(
+            f"Insufficient funds in source_transaction {charge_id}: the transfer amount "
+            f"({amount}) exceeds the amount still available from that charge ({available}).",
+            param="amount",
+            code="balance_insufficient",
+        )
+
+
 def create_transfer(call: StripeCall) -> dict[str, Any]:
     params = call.params
     _check_known(params, _TRANSFER_PARAMS)
     amount = _int(params, "amount", required=True)
+    assert amount is not None
     currency = _currency(params)
     destination = _str(params, "destination", required=True)
     assert destination is not None
-    # Any acct_ id is accepted (a merchant may be configured with one made outside the sandbox).
-    if not destination.startswith("acct_"):
-        raise resource_missing("destination", destination, "destination")
+    _check_destination(call, destination)
     source_transaction = _str(params, "source_transaction")
-    if source_transaction is not None and source_transaction not in call.store.charges:
-        raise resource_missing("charge", source_transaction, "source_transaction")
+    if source_transaction is not None:
+        _check_source_transaction(call, source_transaction, amount, currency)
     transfer_id = new_id("tr")
     transfer: dict[str, Any] = {
         "id": transfer_id,
@@ -1040,13 +1355,6 @@ def create_transfer(call: StripeCall) -> dict[str, Any]:
         "destination_payment": new_id("py"),
         "livemode": False,
         "metadata": _metadata(params),
-        "reversals": {
-            "object": "list",
-            "data": [],
-            "has_more": False,
-            "total_count": 0,
-            "url": f"/v1/transfers/{transfer_id}/reversals",
-        },
         "reversed": False,
         "source_transaction": source_transaction,
         "source_type": "card",
@@ -1054,7 +1362,9 @@ def create_transfer(call: StripeCall) -> dict[str, Any]:
     }
     call.store.transfers[transfer_id] = transfer
     _record_transfer(call, transfer, created=True)
-    return transfer
+    body = _present_transfer(call, transfer)
+    _emit(call, "transfer.created", body)
+    return body
 
 
 def _get_transfer(call: StripeCall, transfer_id: str) -> dict[str, Any]:
@@ -1065,7 +1375,24 @@ def _get_transfer(call: StripeCall, transfer_id: str) -> dict[str, Any]:
 
 
 def retrieve_transfer(call: StripeCall, transfer_id: str) -> dict[str, Any]:
-    return _get_transfer(call, transfer_id)
+    return _present_transfer(call, _get_transfer(call, transfer_id))
+
+
+def list_transfers(call: StripeCall) -> dict[str, Any]:
+    destination = _str(call.params, "destination")
+    group = _str(call.params, "transfer_group")
+    return _list(
+        call,
+        call.store.transfers,
+        url="/v1/transfers",
+        label="transfer",
+        where=lambda t: (
+            (destination is None or t["destination"] == destination)
+            and (group is None or t["transfer_group"] == group)
+        ),
+        present=lambda t: _present_transfer(call, t),
+        filters=_names("destination transfer_group"),
+    )
 
 
 def create_transfer_reversal(call: StripeCall, transfer_id: str) -> dict[str, Any]:
@@ -1094,13 +1421,201 @@ def create_transfer_reversal(call: StripeCall, transfer_id: str) -> dict[str, An
         "metadata": _metadata(params),
         "source_refund": None,
         "transfer": transfer_id,
+        "idempotency_key": call.idempotency_key,  # sandbox-only, never presented
     }
+    call.store.transfer_reversals[reversal["id"]] = reversal
     transfer["amount_reversed"] += amount
     transfer["reversed"] = transfer["amount_reversed"] >= transfer["amount"]
-    transfer["reversals"]["data"].insert(0, reversal)
-    transfer["reversals"]["total_count"] += 1
     _record_transfer(call, transfer, created=False)
+    _emit(call, "transfer.reversed", _present_transfer(call, transfer))
+    return _present_reversal(reversal)
+
+
+def _get_reversal(call: StripeCall, transfer_id: str, reversal_id: str) -> dict[str, Any]:
+    _get_transfer(call, transfer_id)
+    reversal = call.store.transfer_reversals.get(reversal_id)
+    if reversal is None or reversal["transfer"] != transfer_id:
+        raise resource_missing("transfer_reversal", reversal_id, "id")
     return reversal
+
+
+def retrieve_transfer_reversal(
+    call: StripeCall, transfer_id: str, reversal_id: str
+) -> dict[str, Any]:
+    return _present_reversal(_get_reversal(call, transfer_id, reversal_id))
+
+
+def list_transfer_reversals(call: StripeCall, transfer_id: str) -> dict[str, Any]:
+    _get_transfer(call, transfer_id)
+    return _list(
+        call,
+        call.store.transfer_reversals,
+        url=f"/v1/transfers/{transfer_id}/reversals",
+        label="transfer_reversal",
+        where=lambda r: r["transfer"] == transfer_id,
+        present=_present_reversal,
+    )
+
+
+# ----------------------------------------------------------------- disputes
+
+_DISPUTE_OPEN = ("warning_needs_response", "needs_response", "warning_under_review", "under_review")
+DisputeReason = Literal[
+    "bank_cannot_process", "check_returned", "credit_not_processed", "customer_initiated",
+    "debit_not_authorized", "duplicate", "fraudulent", "general", "incorrect_account_details",
+    "insufficient_funds", "noncompliant", "product_not_received", "product_unacceptable",
+    "subscription_canceled", "unrecognized",
+]  # fmt: skip
+# Visa reason codes the card network would send with each reason.
+_NETWORK_REASON_CODES = {
+    "fraudulent": "10.4",
+    "duplicate": "12.6.1",
+    "product_not_received": "13.1",
+    "product_unacceptable": "13.3",
+    "credit_not_processed": "13.6",
+    "subscription_canceled": "13.2",
+}
+_EVIDENCE_FIELDS = _names(
+    """access_activity_log billing_address cancellation_policy cancellation_policy_disclosure
+    cancellation_rebuttal customer_communication customer_email_address customer_name
+    customer_purchase_ip customer_signature duplicate_charge_documentation
+    duplicate_charge_explanation duplicate_charge_id product_description receipt refund_policy
+    refund_policy_disclosure refund_refusal_explanation service_date service_documentation
+    shipping_address shipping_carrier shipping_date shipping_documentation
+    shipping_tracking_number uncategorized_file uncategorized_text"""
+)
+
+
+def _get_dispute(call: StripeCall, dispute_id: str) -> dict[str, Any]:
+    dispute = call.store.disputes.get(dispute_id)
+    if dispute is None:
+        raise resource_missing("dispute", dispute_id, "dispute")
+    return dispute
+
+
+def retrieve_dispute(call: StripeCall, dispute_id: str) -> dict[str, Any]:
+    return _get_dispute(call, dispute_id)
+
+
+def list_disputes(call: StripeCall) -> dict[str, Any]:
+    charge = _str(call.params, "charge")
+    intent = _str(call.params, "payment_intent")
+    return _list(
+        call,
+        call.store.disputes,
+        url="/v1/disputes",
+        label="dispute",
+        where=lambda d: (
+            (charge is None or d["charge"] == charge)
+            and (intent is None or d["payment_intent"] == intent)
+        ),
+        filters=_names("charge payment_intent"),
+    )
+
+
+def update_dispute(call: StripeCall, dispute_id: str) -> dict[str, Any]:
+    """Add evidence and metadata; ``submit=true`` sends the evidence (→ ``under_review``)."""
+    params = call.params
+    _check_known(params, _names("evidence metadata submit expand intended_submission_method"))
+    dispute = _get_dispute(call, dispute_id)
+    if dispute["status"] not in ("needs_response", "warning_needs_response"):
+        raise invalid_request(
+            f"This dispute is already {dispute['status'].replace('_', ' ')} and cannot be updated.",
+            param="evidence" if "evidence" in params else None,
+        )
+    evidence = params.get("evidence")
+    if evidence is not None:
+        if not isinstance(evidence, dict):
+            raise invalid_request("Invalid hash", param="evidence", code="parameter_invalid_hash")
+        dispute["evidence"].update(evidence)
+        dispute["evidence_details"]["has_evidence"] = True
+    dispute["metadata"] = _metadata(params, dispute["metadata"])
+    if _bool(params, "submit"):
+        dispute["status"] = dispute["status"].replace("needs_response", "under_review")
+        dispute["evidence_details"]["submission_count"] += 1
+    _record_dispute(call.state, dispute)
+    _emit(call, "charge.dispute.updated", dispute)
+    return dispute
+
+
+def close_dispute(call: StripeCall, dispute_id: str) -> dict[str, Any]:
+    """The platform accepts the dispute: it is lost."""
+    _check_known(call.params, _names("expand"))
+    dispute = _get_dispute(call, dispute_id)
+    if dispute["status"] not in ("needs_response", "warning_needs_response"):
+        raise invalid_request(
+            f"This dispute has status {dispute['status']} and can no longer be closed."
+        )
+    _finish_dispute(call.state, dispute, "lost", request_id=call.request_id)
+    return dispute
+
+
+def _dispute_balance_transaction(
+    dispute: dict[str, Any], amount: int, category: str, created: int
+) -> dict[str, Any]:
+    return {
+        "id": new_id("txn"),
+        "object": "balance_transaction",
+        "amount": amount,
+        "available_on": created,
+        "created": created,
+        "currency": dispute["currency"],
+        "description": f"Chargeback {'withdrawal' if amount < 0 else 'reversal'} for "
+        f"{dispute['charge']}",
+        "fee": 0,
+        "fee_details": [],
+        "net": amount,
+        "reporting_category": category,
+        "source": dispute["id"],
+        "status": "available",
+        "type": "adjustment",
+    }
+
+
+def _record_dispute(
+    state: SandboxState, dispute: dict[str, Any], *, closed: int | None = None
+) -> None:
+    withdrawn = -sum(b["amount"] for b in dispute["balance_transactions"] if b["amount"] < 0)
+    reinstated = sum(b["amount"] for b in dispute["balance_transactions"] if b["amount"] > 0)
+    charge = state.store(StripeStore).charges.get(dispute["charge"]) or {}
+    state.ledger.put(
+        "disputes",
+        dispute["id"],
+        {
+            "status": dispute["status"],
+            "amount": dispute["amount"],
+            "currency": dispute["currency"],
+            "charge": dispute["charge"],
+            "payment_intent": dispute["payment_intent"],
+            "reason": dispute["reason"],
+            "metadata": charge.get("metadata", {}),
+            "idempotency_key": None,
+            "funds_withdrawn": withdrawn,
+            "funds_reinstated": reinstated,
+            # What the dispute costs the platform: withdrawn while open, kept when lost,
+            # given back when won.
+            "platform_debit": withdrawn - reinstated,
+            "created": rfc3339(dispute["created"]),
+            **({"closed": rfc3339(closed)} if closed is not None else {}),
+        },
+    )
+
+
+def _finish_dispute(
+    state: SandboxState,
+    dispute: dict[str, Any],
+    outcome: Literal["won", "lost"],
+    *,
+    request_id: str | None = None,
+) -> None:
+    now = int(time.time())
+    dispute["status"] = outcome
+    if outcome == "won":
+        dispute["balance_transactions"].append(
+            _dispute_balance_transaction(dispute, dispute["amount"], "dispute_reversal", now)
+        )
+    _record_dispute(state, dispute, closed=now)
+    emit_event(state, "charge.dispute.closed", dispute, request_id=request_id)
 
 
 # ------------------------------------------------------------------- events
@@ -1111,6 +1626,22 @@ def retrieve_event(call: StripeCall, event_id: str) -> dict[str, Any]:
     if event is None:
         raise resource_missing("event", event_id, "id")
     return event
+
+
+def list_events(call: StripeCall) -> dict[str, Any]:
+    """``type`` takes Stripe's ``*`` wildcard (``charge.dispute.*``); ``types[]`` any of several."""
+    one = _str(call.params, "type")
+    several = call.params.get("types")
+    patterns = [one] if one else ([several] if isinstance(several, str) else list(several or []))
+    matchers = [re.compile(re.escape(p).replace(r"\*", ".*") + "$") for p in patterns]
+    return _list(
+        call,
+        call.store.events,
+        url="/v1/events",
+        label="event",
+        where=lambda e: not matchers or any(m.match(e["type"]) for m in matchers),
+        filters=_names("type types delivery_success"),
+    )
 
 
 # ------------------------------------------------------- request execution
@@ -1229,6 +1760,7 @@ def _route(method: str, path: str, operation: Callable[..., dict[str, Any]]) -> 
 
 
 _route("POST", "/v1/payment_intents", create_payment_intent)
+_route("GET", "/v1/payment_intents", list_payment_intents)
 _route("GET", "/v1/payment_intents/{intent}", retrieve_payment_intent)
 _route("POST", "/v1/payment_intents/{intent}", update_payment_intent)
 _route("POST", "/v1/payment_intents/{intent}/confirm", confirm_payment_intent)
@@ -1238,11 +1770,20 @@ _route("POST", "/v1/refunds", create_refund)
 _route("GET", "/v1/refunds", list_refunds)
 _route("GET", "/v1/refunds/{refund_id}", retrieve_refund)
 _route("POST", "/v1/accounts", create_account)
+_route("GET", "/v1/accounts", list_accounts)
 _route("GET", "/v1/accounts/{account_id}", retrieve_account)
 _route("POST", "/v1/account_links", create_account_link)
 _route("POST", "/v1/transfers", create_transfer)
+_route("GET", "/v1/transfers", list_transfers)
 _route("GET", "/v1/transfers/{transfer_id}", retrieve_transfer)
 _route("POST", "/v1/transfers/{transfer_id}/reversals", create_transfer_reversal)
+_route("GET", "/v1/transfers/{transfer_id}/reversals", list_transfer_reversals)
+_route("GET", "/v1/transfers/{transfer_id}/reversals/{reversal_id}", retrieve_transfer_reversal)
+_route("GET", "/v1/disputes", list_disputes)
+_route("GET", "/v1/disputes/{dispute_id}", retrieve_dispute)
+_route("POST", "/v1/disputes/{dispute_id}", update_dispute)
+_route("POST", "/v1/disputes/{dispute_id}/close", close_dispute)
+_route("GET", "/v1/events", list_events)
 _route("GET", "/v1/events/{event_id}", retrieve_event)
 
 
@@ -1269,8 +1810,8 @@ class AuthenticateIn(BaseModel):
 
 
 class DisputeIn(BaseModel):
-    reason: str = "fraudulent"
-    amount: int | None = None
+    reason: DisputeReason = "fraudulent"
+    amount: int | None = Field(default=None, ge=1)
 
 
 def _control_call(state: SandboxState) -> StripeCall:
@@ -1327,7 +1868,12 @@ async def authenticate_payment_intent(
 async def open_dispute(
     charge_id: str, state: StateDep, body: DisputeIn | None = None
 ) -> dict[str, Any] | JSONResponse:
-    """Open a dispute on a charge (a ``pi_`` id means its latest charge)."""
+    """Open a dispute on a charge (a ``pi_`` id means its latest charge).
+
+    Like a card chargeback: status ``needs_response``, the amount withdrawn from
+    the platform at once; ``charge.dispute.created`` is delivered. Answers the
+    dispute (``dispute_id`` is its ``id``).
+    """
     call = _control_call(state)
     if charge_id.startswith("pi_"):
         pi = call.store.payment_intents.get(charge_id)
@@ -1338,16 +1884,23 @@ async def open_dispute(
     if charge["disputed"]:
         return _control_error(409, f"Charge {charge_id} is already disputed.")
     request = body or DisputeIn()
+    amount = request.amount or charge["amount"]
+    if amount > charge["amount"]:
+        return _control_error(422, f"A dispute cannot exceed the charge ({charge['amount']}).")
+    now = call.now()
+    card = charge["payment_method_details"]["card"]
     dispute: dict[str, Any] = {
         "id": new_id("du"),
         "object": "dispute",
-        "amount": request.amount or charge["amount"],
+        "amount": amount,
         "balance_transactions": [],
         "charge": charge_id,
-        "created": call.now(),
+        "created": now,
         "currency": charge["currency"],
+        "enhanced_eligibility_types": [],
+        "evidence": dict.fromkeys(sorted(_EVIDENCE_FIELDS)),
         "evidence_details": {
-            "due_by": call.now() + 7 * 86_400,
+            "due_by": now + 7 * 86_400,
             "has_evidence": False,
             "past_due": False,
             "submission_count": 0,
@@ -1355,29 +1908,65 @@ async def open_dispute(
         "is_charge_refundable": False,
         "livemode": False,
         "metadata": {},
+        "network_reason_code": _NETWORK_REASON_CODES.get(request.reason, "13.1"),
         "payment_intent": charge["payment_intent"],
+        "payment_method_details": {
+            "type": "card",
+            "card": {
+                "brand": card["brand"],
+                "case_type": "chargeback",
+                "network_reason_code": _NETWORK_REASON_CODES.get(request.reason, "13.1"),
+            },
+        },
         "reason": request.reason,
         "status": "needs_response",
     }
+    dispute["balance_transactions"].append(
+        _dispute_balance_transaction(dispute, -amount, "dispute", now)
+    )
     call.store.disputes[dispute["id"]] = dispute
     charge["disputed"] = True
-    call.state.ledger.put(
-        "disputes",
-        dispute["id"],
-        {
-            "status": dispute["status"],
-            "amount": dispute["amount"],
-            "currency": dispute["currency"],
-            "charge": charge_id,
-            "payment_intent": dispute["payment_intent"],
-            "reason": dispute["reason"],
-            "metadata": charge["metadata"],
-            "idempotency_key": None,
-            "created": rfc3339(dispute["created"]),
-        },
-    )
+    _record_dispute(state, dispute)
     pi_for_charge = call.store.payment_intents.get(charge["payment_intent"] or "")
     if pi_for_charge is not None:
         _record_payment_intent(call, pi_for_charge)
-    _emit(call, "charge.dispute.created", dispute)
-    return dispute
+    emit_event(state, "charge.dispute.created", dispute)
+    return {**copy.deepcopy(dispute), "dispute_id": dispute["id"]}
+
+
+class DisputeCloseIn(BaseModel):
+    status: Literal["won", "lost"]
+
+
+@control_router.post("/disputes/{dispute_id}/close", response_model=None)
+async def close_dispute_control(
+    dispute_id: str, body: DisputeCloseIn, state: StateDep
+) -> dict[str, Any] | JSONResponse:
+    """The card network decides: ``won`` gives the funds back to the platform, ``lost``
+    keeps them withdrawn. Delivers ``charge.dispute.closed``; closing twice answers 409."""
+    dispute = state.store(StripeStore).disputes.get(dispute_id)
+    if dispute is None:
+        return _control_error(404, f"No such dispute: '{dispute_id}'")
+    if dispute["status"] not in _DISPUTE_OPEN:
+        return _control_error(409, f"Dispute {dispute_id} is already closed ({dispute['status']}).")
+    _finish_dispute(state, dispute, body.status)
+    return copy.deepcopy(dispute)
+
+
+class RestrictIn(BaseModel):
+    restricted: bool = True
+
+
+@control_router.post("/accounts/{account_id}/restrict", response_model=None)
+async def restrict_account(
+    account_id: str, state: StateDep, body: RestrictIn | None = None
+) -> dict[str, Any] | JSONResponse:
+    """Restrict a connected account (requirements past due: no charges, payouts or
+    transfers to it) or, with ``{"restricted": false}``, lift the restriction.
+    Answers the account."""
+    account = state.store(StripeStore).accounts.get(account_id)
+    if account is None:
+        return _control_error(404, f"No such account: '{account_id}'")
+    _set_account_restricted(account, (body or RestrictIn()).restricted)
+    _record_account(state, account)
+    return copy.deepcopy(account)

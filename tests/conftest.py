@@ -1,26 +1,23 @@
 """Session fixtures: a fresh PostgreSQL database, settings pointing at free ports.
 
 Heavier fixtures (sandbox, API server, Temporal, worker) live in
-``tests/stack.py`` and are pulled in where a test needs them.
+``tests/integration/conftest.py`` and are pulled in where a test needs them.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
-from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.migrate import upgrade
 from db.session import make_engine, make_sessionmaker
-from fulfil.devstack import ensure_postgres, ensure_redis
+from devstack import harness
+from devstack.services import ensure_redis
 from fulfil.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,33 +27,15 @@ POSTGRES_URL = os.environ.get(
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _libpq(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @contextmanager
 def fresh_database(prefix: str) -> Iterator[str]:
-    """A new database, migrated to head, dropped afterwards.
-
-    On the machine's PostgreSQL when it answers, else an embedded one under .data/.
-    """
-    server = make_url(ensure_postgres(POSTGRES_URL, ROOT / ".data" / "test-pg"))
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_libpq(server), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server.set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    try:
+    """A new database, migrated to head, dropped afterwards (the machine's PostgreSQL when it
+    answers, else an embedded one under .data/)."""
+    with harness.fresh_database(POSTGRES_URL, prefix, ROOT / ".data" / "test-pg") as url:
         yield url
-    finally:
-        with psycopg.connect(_libpq(server), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+free_port = harness.free_port
 
 
 @pytest.fixture(scope="session")
@@ -90,12 +69,25 @@ def settings(database_url: str, redis_url: str, ports: dict[str, int]) -> Settin
         tiktok_api_base=f"{sandbox}/tiktok",
         cloudflare_api_base=f"{sandbox}/cloudflare/client/v4",
         email_api_base=f"{sandbox}/email",
+        cloudflare_check_base=f"{sandbox}/_sandbox/cloudflare/hosts",
         task_queue=f"test-{uuid.uuid4().hex[:8]}",
         payment_action_timeout_seconds=60,
         outbox_relay_interval_seconds=0.5,
         # Parcels move only when a test advances the sandbox clock.
         sandbox_clock_pace=0,
         tracking_poll_seconds=5,
+        # Merchant webhooks may reach the sandbox's recorder (on loopback), nothing else private.
+        webhook_url_allowlist=f"{sandbox}/_sandbox/hooks/",
+        # Every test client comes from 127.0.0.1 and polls: the per-IP and per-key limits are
+        # tested on their own (tests/api/test_hardening.py).
+        anonymous_rate_limit=1_000_000,
+        rate_limit_per_minute=1_000_000,
+        # Payouts: a 5-second hold released by a 2-second schedule.
+        payout_hold_seconds=5,
+        payout_run_interval_seconds=2,
+        # A restricted seller's transfer is tried again 2 s after a refusal (30 s in production).
+        payout_transfer_retry_seconds=2,
+        checkout_wait_seconds=15,
     )
 
 

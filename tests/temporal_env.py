@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from temporalio.converter import DataConverter
 
+from devstack.services import find_wheel_binary
 from fulfil.codec import KeyRing, data_converter
-from fulfil.devstack import find_wheel_binary
 
 # A fixed key so recorded histories under tests/histories replay.
 TEST_CODEC_KEYS = "test1:dGVzdC1rZXktZm9yLXJlY29yZGVkLWhpc3Rvcmllcy0="

@@ -15,43 +15,35 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.workflow import ParentClosePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notify import NotifyActivities
-    from activities.store import StoreActivities
-    from fulfil import errors
-    from fulfil.ids import shipment_workflow_id
-    from fulfil.models import (
-        CancelOrder,
-        CustomerEmail,
-        Label,
-        MerchantWebhook,
+    from activities.order_records import OrderRecordActivities
+    from fulfil.enums import (
+        SHIPPED_OR_LATER,
+        CustomerEmailKind,
+        FailureReason,
         OrderStatus,
+        ShipmentOutcome,
+        TrackingStage,
+    )
+    from fulfil.ids import shipment_workflow_id
+    from fulfil.messages.orders import (
+        CancelOrder,
         OrderStatusChange,
+    )
+    from fulfil.messages.shipment import (
+        Label,
         ShipmentConfig,
         ShipmentInput,
         ShipmentProgress,
         ShipmentResult,
-        TrackingStage,
         VoidRequest,
     )
     from fulfil.temporal import MERCHANT_ID, ORDER_ID, ORDER_STATUS
-    from workflows.shipment import Shipment
-
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=errors.NON_RETRYABLE,
-)
-NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    maximum_interval=timedelta(minutes=30),
-    non_retryable_error_types=errors.NON_RETRYABLE,
-)
-DB_TIMEOUT = timedelta(seconds=15)
-SHIPPED_OR_LATER = frozenset({OrderStatus.SHIPPED, OrderStatus.DELIVERED})
+    from workflows import calls, policies
+    from workflows.shipment import SHIPMENT_PROGRESS, Shipment
 
 
 class OrderLifecycle:
@@ -73,15 +65,31 @@ class OrderLifecycle:
 
     # --- status and notifications --------------------------------------------
 
-    async def _store(
+    async def _db(
         self, activity: Callable[..., Awaitable[Any]], arg: Any, summary: str | None = None
     ) -> Any:
+        """A PostgreSQL activity (order records, stock, ledger) with the database policy."""
+        return await calls.db(activity, arg, summary)
+
+    async def _provider(
+        self,
+        activity: Callable[..., Awaitable[Any]],
+        arg: Any,
+        *,
+        summary: str,
+        give_up: timedelta | None = None,
+        cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
+    ) -> Any:
+        """A provider call (Stripe, Shippo, TikTok) with the provider policy; ``give_up``
+        bounds how long an outage may hold the order."""
         return await workflow.execute_activity_method(
             activity,
             arg,
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
+            start_to_close_timeout=policies.PROVIDER_TIMEOUT,
+            schedule_to_close_timeout=give_up,
+            retry_policy=policies.PROVIDER_RETRY,
             summary=summary,
+            cancellation_type=cancellation_type,
         )
 
     async def _set_status(
@@ -90,11 +98,11 @@ class OrderLifecycle:
         event_type: str,
         *,
         detail: str = "",
-        failure_reason: str | None = None,
+        failure_reason: FailureReason | None = None,
     ) -> None:
         self._status = status
-        recorded = await self._store(
-            StoreActivities.record_status,
+        recorded = await self._db(
+            OrderRecordActivities.record_status,
             OrderStatusChange(
                 order_id=self._order_id,
                 status=status,
@@ -110,29 +118,13 @@ class OrderLifecycle:
         self._set_step(self._step)
         if recorded.notify_merchant:
             self._background.append(
-                workflow.start_activity_method(
-                    NotifyActivities.deliver_merchant_webhook,
-                    MerchantWebhook(order_id=self._order_id, event_id=recorded.event_id),
-                    start_to_close_timeout=timedelta(seconds=30),
-                    schedule_to_close_timeout=timedelta(hours=24),
-                    retry_policy=NOTIFY_RETRY,
-                    summary=f"merchant webhook order.{status.value}",
-                )
+                calls.merchant_webhook(self._order_id, recorded.event_id, status.value)
             )
 
-    def _notify_customer(self, kind: str, detail: str = "") -> None:
+    def _notify_customer(self, kind: CustomerEmailKind, detail: str = "") -> None:
         if not self._emails:
             return
-        self._background.append(
-            workflow.start_activity_method(
-                NotifyActivities.send_customer_email,
-                CustomerEmail(order_id=self._order_id, kind=kind, detail=detail),
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(hours=1),
-                retry_policy=NOTIFY_RETRY,
-                summary=f"email customer: {kind}",
-            )
-        )
+        self._background.append(calls.email_customer(self._order_id, kind, detail))
 
     async def _drain_notifications(self) -> None:
         if self._background:
@@ -176,12 +168,13 @@ class OrderLifecycle:
                 self._refuse_cancel()
             elif self._cancel is not None and not void_sent:
                 self._set_step("cancelling the shipment")
+                self._stop_label_work()
                 await child.signal(Shipment.void, VoidRequest(reason=self._cancel.reason))
                 void_sent = True
             if child.done() and not self._shipment_inbox:
                 break
         result: ShipmentResult = await child
-        if result.outcome == "delivered" and self._status != OrderStatus.DELIVERED:
+        if result.outcome == ShipmentOutcome.DELIVERED and self._status != OrderStatus.DELIVERED:
             await self._set_status(OrderStatus.DELIVERED, "order.delivered")
         return result
 
@@ -209,10 +202,10 @@ class OrderLifecycle:
             label = self._label
             detail = f"{label.carrier} {label.tracking_number}" if label else ""
             await self._set_status(OrderStatus.SHIPPED, "order.shipped", detail=detail)
-            self._notify_customer("shipped", detail)
+            self._notify_customer(CustomerEmailKind.SHIPPED, detail)
         elif stage == TrackingStage.DELIVERED and self._status != OrderStatus.DELIVERED:
             await self._set_status(OrderStatus.DELIVERED, "order.delivered")
-            self._notify_customer("delivered")
+            self._notify_customer(CustomerEmailKind.DELIVERED)
         elif stage in (TrackingStage.RETURNED, TrackingStage.FAILURE):
             workflow.logger.error(
                 "shipment needs ops",
@@ -220,9 +213,15 @@ class OrderLifecycle:
             )
 
     async def _label_bought(self, label: Label) -> None:
-        """Hook: the label exists (TikTok pushes the tracking number here)."""
+        """Hook: the label exists (TikTok pushes the tracking number here).
 
-    @workflow.signal
+        It must not hold up the loop of :meth:`_ship`: a cancel arriving meanwhile
+        has to reach the Shipment while its label can still be voided."""
+
+    def _stop_label_work(self) -> None:
+        """Hook: the order is being cancelled; stop work started by :meth:`_label_bought`."""
+
+    @workflow.signal(name=SHIPMENT_PROGRESS)
     def shipment_progress(self, progress: ShipmentProgress) -> None:
         """From the Shipment child: a new tracking stage."""
         self._shipment_inbox.append(progress)

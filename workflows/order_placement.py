@@ -1,61 +1,68 @@
-"""OrderPlacement: price → reserve stock → charge → paid → ship → delivered; a saga.
+"""OrderPlacement: price → can it ship? → reserve stock → charge → paid → ship → delivered; a saga.
 
-Every step after the reservation pushes its compensation; a failure runs them
-in reverse (refund, release stock), records ``failed`` with a reason and tells
-the customer why. ``cancel`` is a validated update, allowed until the parcel
-is in the carrier's hands: before the label nothing is bought, after it the
-label is voided. Workflow id: ``order-{order_id}``.
+An order that can never ship (no ship-from address, no rate for the merchant's
+policy) fails before any money moves. Every step after the reservation pushes
+its compensation; a failure runs them in reverse (refund, release stock),
+records ``failed`` with a reason and tells the customer why. A 3-D Secure
+payment completed by Stripe's webhook counts only once Stripe confirms it.
+``cancel`` is a validated update, allowed until the parcel is in the carrier's
+hands: before the label nothing is bought, after it the label is voided.
+Workflow id: ``order-{order_id}``.
+
+The steps on one screen (``_place``), the endings and the handlers are here;
+the payment's 3-D Secure wait, its records and refund, and the seller's payout
+are in the base class ``OrderPayment`` (``workflows/order_payment.py``), the
+order status and shipping in ``OrderLifecycle``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.inventory import InventoryActivities
+    from activities.order_records import OrderRecordActivities
     from activities.payments import PaymentActivities
-    from activities.store import StoreActivities
+    from activities.shipping import ShippingActivities
     from fulfil import errors
-    from fulfil.models import (
+    from fulfil.enums import (
         CANCELLABLE_ORDER_STATUSES,
+        SHIPMENT_CANCELLED,
+        SHIPMENT_UNAVAILABLE,
         TERMINAL_ORDER_STATUSES,
+        CustomerEmailKind,
+        FailureReason,
+        OrderStatus,
+        PaymentStatus,
+    )
+    from fulfil.messages.orders import (
         CancelOrder,
         CancelPayment,
         ChargeRequest,
         OrderPlacementInput,
         OrderProgress,
         OrderRef,
-        OrderStatus,
         OrderStatusChange,
-        PaymentRecord,
         PaymentSucceeded,
         PricedOrder,
         PriceOrder,
-        RefundRecord,
-        RefundRequest,
     )
-    from fulfil.money import Totals
-    from workflows.order_lifecycle import OrderLifecycle
-
-PROVIDER_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=60),
-    non_retryable_error_types=errors.NON_RETRYABLE,
-)
-PROVIDER_TIMEOUT = timedelta(seconds=30)
-# A provider down this long fails the order (and compensates) instead of holding stock forever.
-PROVIDER_GIVE_UP = timedelta(minutes=30)
+    from fulfil.money import Totals, format_money
+    from fulfil.shipping import choose_rate
+    from workflows import policies
+    from workflows.order_payment import OrderPayment
 
 FAILURE_REASONS = {
-    errors.OUT_OF_STOCK: "out_of_stock",
-    errors.PAYMENT_DECLINED: "payment_declined",
-    errors.PAYMENT_REJECTED: "payment_rejected",
+    errors.OUT_OF_STOCK: FailureReason.OUT_OF_STOCK,
+    errors.PAYMENT_DECLINED: FailureReason.PAYMENT_DECLINED,
+    errors.PAYMENT_REJECTED: FailureReason.PAYMENT_REJECTED,
 }
-SHIPPING_FAILURES = frozenset({"no_rate", "label_refused", "cannot_ship"})
+# Versions of this workflow (runs in flight keep the path they started on); the
+# payment's own, VERIFY_PAYMENT_SIGNAL, is in workflows/order_payment.py.
+CHECK_SHIPPABLE = "check-shippable-before-charge"
 
 
 def _failure_type(err: ActivityError) -> str | None:
@@ -68,16 +75,10 @@ def _failure_message(err: ActivityError) -> str:
 
 
 @workflow.defn
-class OrderPlacement(OrderLifecycle):
+class OrderPlacement(OrderPayment):
     def __init__(self) -> None:
         super().__init__()
-        self._totals: Totals | None = None
-        self._payment_intent_id: str | None = None
-        self._charge_id: str | None = None
-        self._payment_confirmed: PaymentSucceeded | None = None
-        self._failure_reason: str | None = None
         self._compensations: list[tuple[str, Callable[[], Awaitable[None]]]] = []
-        self._refunded = False
 
     # --- the run ---------------------------------------------------------
 
@@ -93,18 +94,23 @@ class OrderPlacement(OrderLifecycle):
         ref = OrderRef(order_id=inp.order_id)
 
         self._set_step("pricing")
-        priced: PricedOrder = await self._store(
-            StoreActivities.price_order,
+        priced: PricedOrder = await self._db(
+            OrderRecordActivities.priced_order,
             PriceOrder(order_id=inp.order_id, shipping=inp.config.flat_shipping_amount),
-            summary="price items, discount and shipping",
+            summary="read the prices fixed at placement",
         )
         self._totals = priced.totals
         if self._cancel is not None:
             return await self._finish_cancelled()
 
+        if workflow.patched(CHECK_SHIPPABLE) and not await self._can_ship(ref):
+            return await self._finish_failed(None, reason=FailureReason.SHIPPING_UNAVAILABLE)
+        if self._cancel is not None:
+            return await self._finish_cancelled()
+
         self._set_step("reserving stock")
         try:
-            await self._store(StoreActivities.reserve_stock, ref, summary="reserve stock")
+            await self._db(InventoryActivities.reserve_stock, ref, summary="reserve stock")
         except ActivityError as err:
             return await self._finish_failed(err)
         self._compensations.append(("release stock", self._release_stock))
@@ -117,7 +123,7 @@ class OrderPlacement(OrderLifecycle):
 
         self._set_step("committing stock")
         try:
-            await self._store(StoreActivities.commit_stock, ref, summary="commit stock")
+            await self._db(InventoryActivities.commit_stock, ref, summary="commit stock")
         except ActivityError as err:
             return await self._finish_failed(err)
         await self._set_status(
@@ -125,15 +131,44 @@ class OrderPlacement(OrderLifecycle):
             "payment.succeeded",
             detail=f"charged {priced.totals.total} {priced.totals.currency}",
         )
-        self._notify_customer("confirmed")
+        self._notify_customer(CustomerEmailKind.CONFIRMED)
+        if inp.payout is not None:
+            await self._start_payout(inp, priced.totals)
         if self._cancel is not None:
             return await self._finish_cancelled()
 
         shipment = await self._ship(inp.config.shipment)
-        if shipment.outcome in ("voided", "cancelled"):
+        if shipment.outcome in SHIPMENT_CANCELLED:
             await self._finish_cancelled()
-        elif shipment.outcome in SHIPPING_FAILURES:
-            await self._finish_failed(None, reason="shipping_unavailable")
+        elif shipment.outcome in SHIPMENT_UNAVAILABLE:
+            await self._finish_failed(None, reason=FailureReason.SHIPPING_UNAVAILABLE)
+
+    async def _can_ship(self, ref: OrderRef) -> bool:
+        """Before any money moves: a ship-from address, a complete ship-to, and a rate the
+        merchant's policy accepts. The Shipment quotes again when it buys the label."""
+        self._set_step("checking the order can ship")
+        try:
+            plan = await self._db(
+                OrderRecordActivities.shipment_plan, ref, summary="ship-from, ship-to, weight"
+            )
+            quote = await self._provider(
+                ShippingActivities.quote_rates,
+                plan,
+                summary=f"rates for {plan.weight_grams} g to {plan.ship_to.country}",
+                give_up=policies.PROVIDER_GIVE_UP,
+            )
+        except ActivityError as err:
+            workflow.logger.warning(
+                "order cannot ship",
+                extra={"order_id": self._order_id, "error": _failure_message(err)},
+            )
+            return False
+        if choose_rate(quote.rates, plan.policy) is None:
+            workflow.logger.warning(
+                "no rate matches the merchant's policy", extra={"order_id": self._order_id}
+            )
+            return False
+        return True
 
     async def _take_payment(self, inp: OrderPlacementInput, totals: Totals) -> bool:
         """Charge; True when paid. On failure the order is already finished."""
@@ -141,7 +176,7 @@ class OrderPlacement(OrderLifecycle):
             return True
         self._set_step("charging")
         try:
-            charge = await workflow.execute_activity_method(
+            charge = await self._provider(
                 PaymentActivities.charge,
                 ChargeRequest(
                     order_id=inp.order_id,
@@ -150,10 +185,8 @@ class OrderPlacement(OrderLifecycle):
                     payment_method=inp.payment_method,
                     merchant_id=inp.merchant_id,
                 ),
-                start_to_close_timeout=PROVIDER_TIMEOUT,
-                schedule_to_close_timeout=PROVIDER_GIVE_UP,
-                retry_policy=PROVIDER_RETRY,
-                summary=f"charge {totals.total} {totals.currency}",
+                summary=f"charge {format_money(totals.total, totals.currency)}",
+                give_up=policies.PROVIDER_GIVE_UP,
             )
         except ActivityError as err:
             await self._finish_failed(err)
@@ -162,41 +195,32 @@ class OrderPlacement(OrderLifecycle):
         self._charge_id = charge.charge_id
         status = charge.status
 
-        if status == "requires_action":
-            await self._record_payment(totals, "requires_action")
-            self._set_step("waiting for the customer to authenticate the payment")
-            try:
-                await workflow.wait_condition(
-                    lambda: self._payment_confirmed is not None or self._cancel is not None,
-                    timeout=timedelta(seconds=inp.config.payment_action_timeout_seconds),
-                )
-            except TimeoutError:
-                pass
-            if self._payment_confirmed is not None:
-                status = "succeeded"
-                self._charge_id = self._payment_confirmed.charge_id or self._charge_id
+        if status == PaymentStatus.REQUIRES_ACTION:
+            await self._record_payment(totals, PaymentStatus.REQUIRES_ACTION)
+            confirmed = await self._await_authentication(inp)
+            if confirmed is not None:
+                status = PaymentStatus.SUCCEEDED
+                self._charge_id = confirmed.charge_id or self._charge_id
             else:
                 self._set_step("cancelling the unauthenticated payment")
-                final = await workflow.execute_activity_method(
+                final = await self._provider(
                     PaymentActivities.cancel_payment_intent,
                     CancelPayment(
                         order_id=inp.order_id, payment_intent_id=charge.payment_intent_id
                     ),
-                    start_to_close_timeout=PROVIDER_TIMEOUT,
-                    retry_policy=PROVIDER_RETRY,
                     summary="cancel payment intent",
                 )
                 status = final.status  # "succeeded" if the customer won the race
 
-        if status != "succeeded":
+        if status != PaymentStatus.SUCCEEDED:
             await self._record_payment(totals, status)
             if self._cancel is not None:
                 await self._finish_cancelled()
             else:
-                await self._finish_failed(None, reason="payment_timeout")
+                await self._finish_failed(None, reason=FailureReason.PAYMENT_TIMEOUT)
             return False
 
-        await self._record_payment(totals, "succeeded")
+        await self._record_payment(totals, PaymentStatus.SUCCEEDED)
         self._compensations.append(("refund payment", self._refund))
         if self._cancel is not None:
             await self._finish_cancelled()
@@ -205,10 +229,11 @@ class OrderPlacement(OrderLifecycle):
 
     # --- endings -----------------------------------------------------------
 
-    async def _finish_failed(self, err: ActivityError | None, *, reason: str | None = None) -> None:
+    async def _finish_failed(
+        self, err: ActivityError | None, *, reason: FailureReason | None = None
+    ) -> None:
         if err is not None:
-            failure_type = _failure_type(err)
-            reason = FAILURE_REASONS.get(failure_type or "", "fulfilment_error")
+            reason = FAILURE_REASONS.get(_failure_type(err) or "", FailureReason.FULFILMENT_ERROR)
             workflow.logger.warning(
                 "order failed",
                 extra={
@@ -217,22 +242,22 @@ class OrderPlacement(OrderLifecycle):
                     "error": _failure_message(err),
                 },
             )
-        self._failure_reason = reason or "fulfilment_error"
+        self._failure_reason = reason or FailureReason.FULFILMENT_ERROR
         await self._compensate()
         await self._set_status(
             OrderStatus.FAILED,
             "order.failed",
-            detail=self._failure_reason,
+            detail=self._failure_reason.value,
             failure_reason=self._failure_reason,
         )
-        self._notify_customer("failed")
+        self._notify_customer(CustomerEmailKind.FAILED)
 
     async def _finish_cancelled(self) -> None:
         await self._compensate()
         reason = self._cancel.reason if self._cancel else "cancelled"
         await self._set_status(OrderStatus.CANCELLED, "order.cancelled", detail=reason)
         self._notify_customer(
-            "cancelled",
+            CustomerEmailKind.CANCELLED,
             "Your payment has been refunded." if self._refunded else "Nothing was charged.",
         )
 
@@ -252,8 +277,8 @@ class OrderPlacement(OrderLifecycle):
                         "error": _failure_message(err),
                     },
                 )
-                await self._store(
-                    StoreActivities.record_status,
+                await self._db(
+                    OrderRecordActivities.record_status,
                     OrderStatusChange(
                         order_id=self._order_id,
                         status=self._status,
@@ -262,54 +287,19 @@ class OrderPlacement(OrderLifecycle):
                     ),
                 )
 
-    async def _refund(self) -> None:
-        assert self._totals is not None
-        assert self._payment_intent_id is not None
-        refund = await workflow.execute_activity_method(
-            PaymentActivities.refund,
-            RefundRequest(
-                order_id=self._order_id,
-                payment_intent_id=self._payment_intent_id,
-                amount=self._totals.total,
-                currency=self._totals.currency,
-                reason=self._failure_reason or "cancelled",
-            ),
-            start_to_close_timeout=PROVIDER_TIMEOUT,
-            retry_policy=PROVIDER_RETRY,
-            summary=f"refund {self._totals.total} {self._totals.currency}",
-        )
-        await self._store(
-            StoreActivities.record_refund,
-            RefundRecord(order_id=self._order_id, refund=refund, currency=self._totals.currency),
-        )
-        self._refunded = True
-
     async def _release_stock(self) -> None:
-        await self._store(
-            StoreActivities.release_stock,
+        await self._db(
+            InventoryActivities.release_stock,
             OrderRef(order_id=self._order_id),
             summary="release stock",
-        )
-
-    async def _record_payment(self, totals: Totals, status: str) -> None:
-        assert self._payment_intent_id is not None
-        await self._store(
-            StoreActivities.record_payment,
-            PaymentRecord(
-                order_id=self._order_id,
-                payment_intent_id=self._payment_intent_id,
-                status=status,
-                charge_id=self._charge_id,
-                amount=totals.total,
-                currency=totals.currency,
-            ),
         )
 
     # --- handlers ------------------------------------------------------------
 
     @workflow.signal
     def payment_succeeded(self, event: PaymentSucceeded) -> None:
-        """Stripe's ``payment_intent.succeeded`` webhook, relayed by the API."""
+        """Stripe's ``payment_intent.succeeded`` webhook, relayed by the API (verified
+        with Stripe before it counts)."""
         if self._payment_intent_id in (None, event.payment_intent_id):
             self._payment_confirmed = event
 

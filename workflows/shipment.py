@@ -13,36 +13,34 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.order_records import OrderRecordActivities
     from activities.shipping import ShippingActivities
-    from activities.store import StoreActivities
     from fulfil import errors
-    from fulfil.models import (
-        FINAL_TRACKING_STAGES,
+    from fulfil.enums import FINAL_TRACKING_STAGES, ShipmentOutcome, TrackingStage
+    from fulfil.messages.orders import OrderRef
+    from fulfil.messages.shipment import (
         BuyLabel,
         Label,
-        OrderRef,
         ShipmentInput,
         ShipmentProgress,
         ShipmentRecord,
         ShipmentResult,
         TrackingChanged,
         TrackingQuery,
-        TrackingStage,
         VoidLabel,
         VoidRequest,
     )
+    from fulfil.money import format_money
     from fulfil.shipping import choose_rate
+    from workflows import policies
 
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=60),
-    non_retryable_error_types=errors.NON_RETRYABLE,
-)
-TIMEOUT = timedelta(seconds=30)
+RETRY = policies.PROVIDER_RETRY
+TIMEOUT = policies.PROVIDER_TIMEOUT
+# The signal every parent defines (OrderLifecycle.shipment_progress).
+SHIPMENT_PROGRESS = "shipment_progress"
 # Without webhooks, poll at the base interval, backing off to this many times it.
 MAX_POLL_BACKOFF = 8
 # Keep histories short: a new run after this many tracking reads.
@@ -51,9 +49,9 @@ VOIDABLE = frozenset(
     {TrackingStage.LABEL_PURCHASED, TrackingStage.PRE_TRANSIT, TrackingStage.UNKNOWN}
 )
 OUTCOMES = {
-    TrackingStage.DELIVERED: "delivered",
-    TrackingStage.RETURNED: "returned",
-    TrackingStage.FAILURE: "failure",
+    TrackingStage.DELIVERED: ShipmentOutcome.DELIVERED,
+    TrackingStage.RETURNED: ShipmentOutcome.RETURNED,
+    TrackingStage.FAILURE: ShipmentOutcome.FAILURE,
 }
 
 
@@ -80,17 +78,17 @@ class Shipment:
         workflow.set_current_details("choosing a rate")
         try:
             plan = await workflow.execute_activity_method(
-                StoreActivities.shipment_plan,
+                OrderRecordActivities.shipment_plan,
                 OrderRef(order_id=inp.order_id),
-                start_to_close_timeout=TIMEOUT,
-                retry_policy=RETRY,
+                start_to_close_timeout=policies.DB_TIMEOUT,
+                retry_policy=policies.DB_RETRY,
             )
         except ActivityError as err:
             if isinstance(err.cause, ApplicationError) and err.cause.non_retryable:
-                return await self._give_up(inp, "cannot_ship", str(err.cause.message))
+                return await self._give_up(inp, ShipmentOutcome.CANNOT_SHIP, str(err.cause.message))
             raise
         if self._void is not None:
-            return ShipmentResult(order_id=inp.order_id, outcome="cancelled")
+            return ShipmentResult(order_id=inp.order_id, outcome=ShipmentOutcome.CANCELLED)
         quoting = workflow.start_activity_method(
             ShippingActivities.quote_rates,
             plan,
@@ -102,14 +100,14 @@ class Shipment:
         await workflow.wait_condition(lambda: quoting.done() or self._void is not None)
         if not quoting.done():
             quoting.cancel()
-            return ShipmentResult(order_id=inp.order_id, outcome="cancelled")
+            return ShipmentResult(order_id=inp.order_id, outcome=ShipmentOutcome.CANCELLED)
         quote = await quoting
         rate = choose_rate(quote.rates, plan.policy)
         if rate is None:
             detail = f"no rate matches the policy {plan.policy.model_dump(exclude_none=True)}"
-            return await self._give_up(inp, "no_rate", detail)
+            return await self._give_up(inp, ShipmentOutcome.NO_RATE, detail)
         if self._void is not None:
-            return ShipmentResult(order_id=inp.order_id, outcome="cancelled")
+            return ShipmentResult(order_id=inp.order_id, outcome=ShipmentOutcome.CANCELLED)
         workflow.set_current_details(f"buying a {rate.carrier} {rate.service} label")
         try:
             label = await workflow.execute_activity_method(
@@ -119,12 +117,15 @@ class Shipment:
                 ),
                 start_to_close_timeout=TIMEOUT,
                 retry_policy=RETRY,
-                summary=f"buy label {rate.carrier} {rate.service} {rate.amount} {rate.currency}",
+                summary=(
+                    f"buy label {rate.carrier} {rate.service} "
+                    f"{format_money(rate.amount, rate.currency)}"
+                ),
             )
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == errors.LABEL_REFUSED:
-                return await self._give_up(inp, "label_refused", str(cause.message))
+                return await self._give_up(inp, ShipmentOutcome.LABEL_REFUSED, str(cause.message))
             raise
         self._stage = TrackingStage.LABEL_PURCHASED
         await self._record(inp, label, TrackingStage.LABEL_PURCHASED, "label purchased")
@@ -146,7 +147,11 @@ class Shipment:
             workflow.set_current_details(f"{label.carrier} {label.tracking_number}: {stage}")
             try:
                 if not first:
-                    await workflow.wait_condition(self._heard, timeout=timedelta(seconds=interval))
+                    await workflow.wait_condition(
+                        self._heard,
+                        timeout=timedelta(seconds=interval),
+                        timeout_summary="read tracking again",
+                    )
             except TimeoutError:
                 interval = min(interval * 2, base * MAX_POLL_BACKOFF)  # nothing heard: back off
             first = False
@@ -189,7 +194,7 @@ class Shipment:
         await self._store_record(
             ShipmentRecord(
                 order_id=inp.order_id,
-                status="voided",
+                status=ShipmentOutcome.VOIDED.value,
                 carrier=label.carrier,
                 service=label.service,
                 tracking_number=label.tracking_number,
@@ -198,15 +203,17 @@ class Shipment:
                 detail="label voided: order cancelled",
             )
         )
-        return ShipmentResult(order_id=inp.order_id, outcome="voided", label=label)
+        return ShipmentResult(order_id=inp.order_id, outcome=ShipmentOutcome.VOIDED, label=label)
 
-    async def _give_up(self, inp: ShipmentInput, outcome: str, detail: str) -> ShipmentResult:
+    async def _give_up(
+        self, inp: ShipmentInput, outcome: ShipmentOutcome, detail: str
+    ) -> ShipmentResult:
         workflow.logger.error(
             "shipment cannot proceed",
-            extra={"order_id": inp.order_id, "outcome": outcome, "detail": detail},
+            extra={"order_id": inp.order_id, "outcome": outcome.value, "detail": detail},
         )
         await self._store_record(
-            ShipmentRecord(order_id=inp.order_id, status=outcome, detail=detail)
+            ShipmentRecord(order_id=inp.order_id, status=outcome.value, detail=detail)
         )
         return ShipmentResult(order_id=inp.order_id, outcome=outcome, detail=detail)
 
@@ -228,17 +235,17 @@ class Shipment:
         parent = workflow.get_external_workflow_handle(inp.parent_workflow_id)
         try:
             await parent.signal(
-                "shipment_progress", ShipmentProgress(stage=stage, label=label, detail=detail)
+                SHIPMENT_PROGRESS, ShipmentProgress(stage=stage, label=label, detail=detail)
             )
         except ApplicationError:
             workflow.logger.warning("parent gone", extra={"order_id": inp.order_id})
 
     async def _store_record(self, record: ShipmentRecord) -> None:
         await workflow.execute_activity_method(
-            StoreActivities.record_shipment,
+            OrderRecordActivities.record_shipment,
             record,
-            start_to_close_timeout=TIMEOUT,
-            retry_policy=RETRY,
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_RETRY,
             summary=f"shipment {record.status}",
         )
 

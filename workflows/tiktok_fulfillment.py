@@ -4,42 +4,43 @@ Started (and fed) by signal-with-start from ``POST /webhooks/tiktok``.
 TikTok repeats and reorders webhooks: a notification seen before, or one older
 than the newest seen, changes nothing. CANCELLED before the label: nothing is
 bought; after the label but before the parcel leaves: the label is voided;
-later: it is recorded and ignored. Workflow id: ``tiktok-{shop_id}-{order_id}``.
+later: it is recorded and ignored. Pushing the tracking number to TikTok runs
+beside the shipment, so a cancel arriving while TikTok is failing still voids the
+label at once (and stops the push). Workflow id: ``tiktok-{shop_id}-{order_id}``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.store import StoreActivities
+    from activities.order_records import OrderRecordActivities
     from activities.tiktok import TikTokActivities
-    from fulfil import errors
-    from fulfil.models import (
-        CancelOrder,
-        Label,
+    from fulfil.enums import (
+        SHIPMENT_CANCELLED,
+        SHIPMENT_UNAVAILABLE,
+        FailureReason,
         OrderStatus,
+        ShipmentOutcome,
+        TikTokOrderStatus,
+    )
+    from fulfil.messages.orders import CancelOrder
+    from fulfil.messages.shipment import Label
+    from fulfil.messages.tiktok import (
         SaveTikTokOrder,
         ShipTikTokPackage,
         TikTokFulfillmentInput,
         TikTokOrder,
         TikTokOrderEvent,
         TikTokOrderRef,
-        TikTokOrderStatus,
     )
     from fulfil.temporal import ORDER_ID, TIKTOK_ORDER_ID
     from workflows.order_lifecycle import OrderLifecycle
-
-TIKTOK_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=60),
-    non_retryable_error_types=errors.NON_RETRYABLE,
-)
-TIKTOK_TIMEOUT = timedelta(seconds=30)
 READY_TO_SHIP = frozenset(
     {
         TikTokOrderStatus.AWAITING_SHIPMENT,
@@ -49,6 +50,8 @@ READY_TO_SHIP = frozenset(
 )
 # Keep the dedupe memory bounded; TikTok retries within hours, not thousands of events.
 MAX_REMEMBERED = 500
+# Versions of this workflow (runs in flight keep the path they started on).
+PUSH_BESIDE_SHIPMENT = "push-tracking-beside-shipment"
 
 
 @workflow.defn
@@ -60,6 +63,7 @@ class TikTokFulfillment(OrderLifecycle):
         self._latest: TikTokOrderEvent | None = None
         self._ready = False
         self._order: TikTokOrder | None = None
+        self._push: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, inp: TikTokFulfillmentInput) -> str:
@@ -69,6 +73,7 @@ class TikTokFulfillment(OrderLifecycle):
             await workflow.wait_condition(
                 lambda: self._ready or self._cancel is not None,
                 timeout=timedelta(days=inp.config.await_shipment_days),
+                timeout_summary="TikTok releases the order for shipment",
             )
         except TimeoutError:
             workflow.logger.warning(
@@ -88,21 +93,24 @@ class TikTokFulfillment(OrderLifecycle):
         )
 
         shipment = await self._ship(inp.config.shipment)
-        if shipment.outcome in ("voided", "cancelled"):
+        if shipment.outcome in SHIPMENT_CANCELLED:
             detail = "cancelled on TikTok" + (
-                "; label voided" if shipment.outcome == "voided" else ""
+                "; label voided" if shipment.outcome == ShipmentOutcome.VOIDED else ""
             )
             await self._set_status(OrderStatus.CANCELLED, "order.cancelled", detail=detail)
-        elif shipment.outcome in ("no_rate", "label_refused", "cannot_ship"):
+        elif shipment.outcome in SHIPMENT_UNAVAILABLE:
+            reason = FailureReason.SHIPPING_UNAVAILABLE
             await self._set_status(
                 OrderStatus.FAILED,
                 "order.failed",
-                detail=f"shipping_unavailable: {shipment.detail}",
-                failure_reason="shipping_unavailable",
+                detail=f"{reason.value}: {shipment.detail}",
+                failure_reason=reason,
             )
         return await self._finish()
 
     async def _finish(self) -> str:
+        if self._push is not None:
+            await asyncio.gather(self._push, return_exceptions=True)
         # Merchant webhooks of the last status changes go out before the run closes.
         await self._drain_notifications()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -110,15 +118,13 @@ class TikTokFulfillment(OrderLifecycle):
 
     async def _save_order(self, inp: TikTokFulfillmentInput) -> None:
         self._set_step("fetching the order from TikTok")
-        self._order = await workflow.execute_activity_method(
+        self._order = await self._provider(
             TikTokActivities.get_tiktok_order,
             TikTokOrderRef(shop_id=inp.shop_id, tiktok_order_id=inp.tiktok_order_id),
-            start_to_close_timeout=TIKTOK_TIMEOUT,
-            retry_policy=TIKTOK_RETRY,
             summary=f"order detail {inp.tiktok_order_id}",
         )
-        ref = await self._store(
-            StoreActivities.save_tiktok_order,
+        ref = await self._db(
+            OrderRecordActivities.save_tiktok_order,
             SaveTikTokOrder(merchant_id=inp.merchant_id, order=self._order),
             summary="save order",
         )
@@ -127,12 +133,27 @@ class TikTokFulfillment(OrderLifecycle):
             workflow.upsert_search_attributes([ORDER_ID.value_set(ref.order_id)])
 
     async def _label_bought(self, label: Label) -> None:
-        order = self._order
-        if order is None or order.package_id is None:
+        if self._order is None or self._order.package_id is None:
+            return
+        if workflow.patched(PUSH_BESIDE_SHIPMENT):
+            self._push = asyncio.create_task(self._push_tracking(label))
             return
         self._set_step("pushing tracking to TikTok")
+        await self._push_tracking(label)
+        self._set_step("shipping")
+
+    def _stop_label_work(self) -> None:
+        if self._push is not None and not self._push.done():
+            self._push.cancel()
+
+    async def _push_tracking(self, label: Label) -> None:
+        """Tell TikTok the carrier and tracking number (ship package); retried while
+        TikTok fails, stopped when the order is cancelled meanwhile."""
+        order = self._order
+        assert order is not None
+        assert order.package_id is not None
         try:
-            await workflow.execute_activity_method(
+            await self._provider(
                 TikTokActivities.ship_tiktok_package,
                 ShipTikTokPackage(
                     shop_id=order.shop_id,
@@ -142,17 +163,28 @@ class TikTokFulfillment(OrderLifecycle):
                     carrier=label.carrier,
                     delivery_option_id=order.delivery_option_id,
                 ),
-                start_to_close_timeout=TIKTOK_TIMEOUT,
-                retry_policy=TIKTOK_RETRY,
                 summary=f"ship package {label.tracking_number}",
+                # A cancel stops waiting for it at once; TikTok refuses the push of a
+                # cancelled order anyway, and the server drops it when the run closes.
+                cancellation_type=ActivityCancellationType.ABANDON,
             )
         except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                workflow.logger.info(
+                    "tracking push stopped: the order was cancelled",
+                    extra={"order_id": self._order_id},
+                )
+                return
             # TikTok refused (e.g. the order was cancelled there meanwhile): ops see it.
             workflow.logger.error(
                 "TikTok refused the tracking number",
                 extra={"order_id": self._order_id, "error": str(err.cause or err)},
             )
-        self._set_step("shipping")
+        except asyncio.CancelledError:
+            workflow.logger.info(
+                "tracking push stopped: the order was cancelled",
+                extra={"order_id": self._order_id},
+            )
 
     @workflow.signal
     def order_status_changed(self, event: TikTokOrderEvent) -> None:

@@ -7,11 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from api.deps import CurrentMerchant, SessionDep, SettingsDep
+from api.deps import CurrentMerchant, OwnerMerchant, SessionDep, SettingsDep
 from api.problems import conflict, not_found, problem_responses
-from db import catalog
-from db.models import Discount, Product
-from fulfil.schemas import (
+from api.schemas import (
     DiscountCreate,
     DiscountPublic,
     FieldError,
@@ -20,6 +18,8 @@ from fulfil.schemas import (
     ProductUpdate,
     Sku,
 )
+from db import catalog
+from db.models import Discount, Product
 
 router = APIRouter(
     prefix="/api/v1",
@@ -60,7 +60,7 @@ def discount_public(discount: Discount) -> DiscountPublic:
     responses=problem_responses(HTTPStatus.CONFLICT),
 )
 async def create_product(
-    body: ProductCreate, merchant: CurrentMerchant, session: SessionDep
+    body: ProductCreate, merchant: OwnerMerchant, session: SessionDep
 ) -> ProductPublic:
     product = await catalog.create_product(
         session,
@@ -102,7 +102,7 @@ async def get_product(
     responses=problem_responses(HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT),
 )
 async def update_product(
-    sku: SkuPath, body: ProductUpdate, merchant: CurrentMerchant, session: SessionDep
+    sku: SkuPath, body: ProductUpdate, merchant: OwnerMerchant, session: SessionDep
 ) -> ProductPublic:
     product = await catalog.get_product(session, merchant.id, sku, for_update=True)
     if product is None:
@@ -127,7 +127,7 @@ async def update_product(
     responses=problem_responses(HTTPStatus.CONFLICT),
 )
 async def create_discount(
-    body: DiscountCreate, merchant: CurrentMerchant, session: SessionDep, settings: SettingsDep
+    body: DiscountCreate, merchant: OwnerMerchant, session: SessionDep, settings: SettingsDep
 ) -> DiscountPublic:
     currency = None
     if body.amount_off is not None:

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from api.deps import ResourcesDep
 from api.problems import Problem, problem_responses
 from api.resources import Resources
-from fulfil.schemas import Liveness, Readiness
+from api.schemas import Liveness, Readiness
 
 router = APIRouter(tags=["health"])
 
@@ -85,4 +85,5 @@ async def readyz(resources: ResourcesDep) -> Readiness:
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
 async def metrics(resources: ResourcesDep) -> Response:
-    return Response(resources.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    body = await resources.metrics.render(resources.sessionmaker)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

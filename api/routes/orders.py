@@ -7,7 +7,7 @@ from datetime import timedelta
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     Client,
@@ -20,28 +20,32 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
     CurrentCaller,
-    CurrentMerchant,
     DispatchDep,
     IdempotencyKey,
+    OwnerMerchant,
+    ReadSessionDep,
     ResourcesDep,
     SessionDep,
     SettingsDep,
     TemporalDep,
 )
 from api.placement import place_order
-from api.problems import Problem, conflict, invalid_field, not_found, problem_responses
+from api.problems import Problem, conflict, not_found, problem_responses
 from api.resources import TemporalUnavailable
-from db import orders
-from fulfil import errors
-from fulfil.ids import order_workflow_id
-from fulfil.models import (
-    TERMINAL_ORDER_STATUSES,
-    CancelOrder,
-    OrderProgress,
-    OrderSource,
-    OrderStatus,
+from api.schemas import (
+    FieldError,
+    OrderAccepted,
+    OrderCreate,
+    OrderLinks,
+    OrderList,
+    json_response,
 )
-from fulfil.schemas import OrderAccepted, OrderCreate, OrderLinks, OrderList, OrderPublic
+from db import inbox, orders
+from fulfil import errors
+from fulfil.enums import SHIPPED_OR_LATER, TERMINAL_ORDER_STATUSES, OrderSource, OrderStatus
+from fulfil.ids import order_workflow_id
+from fulfil.messages.orders import CancelOrder, OrderProgress
+from fulfil.views import OrderPublic
 from workflows.order_placement import OrderPlacement
 
 log = logging.getLogger(__name__)
@@ -52,9 +56,8 @@ router = APIRouter(
     responses=problem_responses(HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN),
 )
 
-OrderIdPath = Annotated[str, Path(min_length=1, max_length=40)]
+OrderIdPath = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 CANCEL_TIMEOUT = timedelta(seconds=30)
-SHIPPED = frozenset({OrderStatus.SHIPPED, OrderStatus.DELIVERED})
 
 
 def _order_link(order_id: str) -> str:
@@ -77,7 +80,7 @@ def _order_link(order_id: str) -> str:
 )
 async def create_order(
     body: OrderCreate,
-    merchant: CurrentMerchant,
+    merchant: OwnerMerchant,
     idempotency_key: IdempotencyKey,
     session: SessionDep,
     settings: SettingsDep,
@@ -87,7 +90,7 @@ async def create_order(
 ) -> OrderAccepted:
     placed = await place_order(
         session,
-        merchant_id=merchant.id,
+        merchant=merchant,
         idempotency_key=idempotency_key,
         body=body,
         settings=settings,
@@ -109,24 +112,34 @@ async def create_order(
 @router.get(
     "",
     summary="The merchant's orders, newest first",
-    responses=problem_responses(HTTPStatus.UNPROCESSABLE_ENTITY),
+    response_model=OrderList,
+    responses=problem_responses(HTTPStatus.NOT_FOUND, HTTPStatus.UNPROCESSABLE_ENTITY),
 )
 async def list_orders(
     caller: CurrentCaller,
-    session: SessionDep,
+    session: ReadSessionDep,
     status: Annotated[OrderStatus | None, Query()] = None,
     source: Annotated[OrderSource | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     starting_after: Annotated[
         str | None,
-        Query(max_length=40, description="An order id from the previous page: the page after it"),
+        Query(
+            max_length=40,
+            pattern=r"^[A-Za-z0-9_]+$",
+            description="An order id from the previous page: the page after it",
+        ),
     ] = None,
-) -> OrderList:
+) -> Response:
     after = None
     if starting_after is not None:
         after = await orders.get_order_cursor(session, starting_after, caller.merchant_id)
         if after is None:
-            raise invalid_field("starting_after", f"unknown order {starting_after!r}")
+            raise Problem(
+                HTTPStatus.NOT_FOUND,
+                f"starting_after: no order {starting_after!r} to page after.",
+                slug="not-found",
+                errors=[FieldError(field="starting_after", message="unknown order")],
+            )
     page, has_more = await orders.list_orders_public(
         session,
         merchant_id=caller.merchant_id,
@@ -135,21 +148,22 @@ async def list_orders(
         after=after,
         limit=limit,
     )
-    return OrderList(data=page, has_more=has_more)
+    return json_response(OrderList(data=page, has_more=has_more))
 
 
 @router.get(
     "/{order_id}",
     summary="An order with its items, totals, payment, shipment and events",
+    response_model=OrderPublic,
     responses=problem_responses(HTTPStatus.NOT_FOUND),
 )
 async def get_order(
-    order_id: OrderIdPath, caller: CurrentCaller, session: SessionDep
-) -> OrderPublic:
+    order_id: OrderIdPath, caller: CurrentCaller, session: ReadSessionDep
+) -> Response:
     order = await orders.get_order_public(session, order_id, caller.merchant_id)
     if order is None:
         raise not_found(f"Order {order_id!r}")
-    return order
+    return json_response(order)
 
 
 @router.post(
@@ -180,7 +194,7 @@ async def cancel_order(
     status = OrderStatus(order.status)
     if status == OrderStatus.CANCELLED:
         return await _read_back(session, order_id, caller.merchant_id)
-    if status in SHIPPED:
+    if status in SHIPPED_OR_LATER:
         raise conflict("order-not-cancellable", f"Order {order_id} has already {status.value}.")
     if status in TERMINAL_ORDER_STATUSES:
         raise conflict("order-not-cancellable", f"Order {order_id} is {status.value}.")
@@ -200,7 +214,7 @@ async def cancel_order(
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
             # Its start may still be in the outbox (Temporal was down at placement).
-            pending = await orders.pending_outbox_ids(session, workflow_id)
+            pending = await inbox.pending_outbox_ids(session, workflow_id)
             if not pending:
                 raise
             await dispatch.dispatch_now(pending)

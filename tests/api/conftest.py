@@ -95,6 +95,7 @@ class MerchantActor:
     api_key: str
     webhook_secret: str
     client: httpx.AsyncClient
+    name: str = ""
 
     @property
     def auth(self) -> dict[str, str]:
@@ -125,17 +126,32 @@ class MerchantActor:
 
 
 _names = itertools.count()
+SHIP_FROM = {
+    "name": "Warehouse",
+    "street1": "500 Market St",
+    "city": "San Francisco",
+    "state": "CA",
+    "zip": "94105",
+    "country": "US",
+}
 
 
 async def make_merchant(
     client: httpx.AsyncClient, ops: dict[str, str], **fields: Any
 ) -> MerchantActor:
     n = next(_names)
-    body = {"name": f"Shop {n}", "email": f"shop{n}@example.com", **fields}
+    body = {
+        "name": f"Shop {n}",
+        "email": f"shop{n}@example.com",
+        "ship_from": SHIP_FROM,
+        **fields,
+    }
     r = await client.post("/api/v1/merchants", json=body, headers=ops)
     assert r.status_code == 201, r.text
     data = r.json()
-    return MerchantActor(data["merchant_id"], data["api_key"], data["webhook_secret"], client)
+    return MerchantActor(
+        data["merchant_id"], data["api_key"], data["webhook_secret"], client, body["name"]
+    )
 
 
 @pytest.fixture

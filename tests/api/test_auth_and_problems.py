@@ -54,10 +54,15 @@ async def test_merchant_key_on_ops_endpoint_is_403(
     assert_problem(r, 403)
 
 
-async def test_unknown_route_and_wrong_method(client: httpx.AsyncClient) -> None:
-    body = assert_problem(await client.get("/api/v1/nope"), 404)
+async def test_unknown_route_and_wrong_method(
+    client: httpx.AsyncClient, merchant: MerchantActor
+) -> None:
+    # Without a key the API says nothing about its routes.
+    assert_problem(await client.get("/api/v1/nope"), 401)
+    body = assert_problem(await client.get("/api/v1/nope", headers=merchant.auth), 404)
     assert body["type"] == "about:blank"
-    r = await client.delete("/api/v1/orders")
+    assert_problem(await client.get("/nope"), 404)
+    r = await client.delete("/api/v1/orders", headers=merchant.auth)
     assert_problem(r, 405)
     assert r.headers["allow"]
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+import uuid
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from fulfil.logs import JsonFormatter
 from tests.api.conftest import MerchantActor, assert_problem, order_body
@@ -36,6 +41,67 @@ async def test_metrics(client: httpx.AsyncClient, merchant: MerchantActor) -> No
     assert 'orders_created_total{source="storefront"}' in text
     bucket = 'http_request_duration_seconds_bucket{le="0.005",method="POST",route="/api/v1/orders"}'
     assert bucket in text
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of the Prometheus text, 0 when absent."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    head = f"{name}{{{want}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(head + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_business_metrics_count_what_the_tables_hold(
+    client: httpx.AsyncClient, merchant: MerchantActor, sessionmaker: Any
+) -> None:
+    before = (await client.get("/metrics")).text
+    await merchant.add_product("BIZ-1")
+    assert (await merchant.place(order_body(("BIZ-1", 1)))).status_code == 202
+    # As the workflows would: a deployment that rolled back, a payout released.
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO deployments (id, merchant_id, package_id, package_name, "
+                "package_version, account_id, status, steps, resources) VALUES "
+                "(:id, :m, 'p', 'P', '1', 'acc', 'rolled_back', '[]', '[]')"
+            ),
+            {"id": f"dep_{uuid.uuid4().hex[:20]}", "m": merchant.merchant_id},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO payouts (id, merchant_id, source, stripe_account, amount, "
+                "platform_fee, seller_amount, currency, status) VALUES "
+                "(:id, :m, 'checkout', 'acct_x', 1000, 150, 850, 'USD', 'released')"
+            ),
+            {"id": f"pay_{uuid.uuid4().hex[:20]}", "m": merchant.merchant_id},
+        )
+    # (read at most every 5 s: wait for the next read)
+    deadline = time.monotonic() + 15
+    while True:
+        after = (await client.get("/metrics")).text
+        if (
+            sample(after, "fulfil_deployments", status="rolled_back")
+            > sample(before, "fulfil_deployments", status="rolled_back")
+            or time.monotonic() > deadline
+        ):
+            break
+        await asyncio.sleep(0.5)
+    assert sample(after, "fulfil_orders", source="storefront", status="pending") >= 1 + sample(
+        before, "fulfil_orders", source="storefront", status="pending"
+    )
+    assert sample(after, "fulfil_deployments", status="rolled_back") == 1 + sample(
+        before, "fulfil_deployments", status="rolled_back"
+    )
+    assert sample(after, "fulfil_payouts_released_total", currency="USD") == 1 + sample(
+        before, "fulfil_payouts_released_total", currency="USD"
+    )
+    assert sample(after, "fulfil_payouts_released_amount_total", currency="USD") == 850 + sample(
+        before, "fulfil_payouts_released_amount_total", currency="USD"
+    )
+    assert "fulfil_labels_bought_total" in after
+    assert "fulfil_webhook_endpoints_parked" in after
 
 
 async def test_openapi(client: httpx.AsyncClient) -> None:

@@ -42,8 +42,12 @@ async def test_create_merchant_stores_hashed_key_and_sealed_secret(
     [row] = await rows(
         sessionmaker, "SELECT * FROM merchants WHERE id = :id", id=created["merchant_id"]
     )
-    assert row["api_key_hash"] == hashlib.sha256(created["api_key"].encode()).hexdigest()
-    assert created["api_key"].startswith(row["api_key_prefix"])
+    [key] = await rows(
+        sessionmaker, "SELECT * FROM api_keys WHERE merchant_id = :id", id=created["merchant_id"]
+    )
+    assert key["key_hash"] == hashlib.sha256(created["api_key"].encode()).hexdigest()
+    assert created["api_key"].startswith(key["prefix"])
+    assert key["role"] == "owner"
     assert created["webhook_secret"] not in row["webhook_secret_sealed"]
     ring = KeyRing.parse(api_settings.codec_keys)
     assert ring.open_text(row["webhook_secret_sealed"]) == created["webhook_secret"]
@@ -105,13 +109,13 @@ async def test_patch_me(client: httpx.AsyncClient, merchant: MerchantActor) -> N
     r = await client.patch(
         "/api/v1/merchants/me",
         json={
-            "webhook_url": "http://127.0.0.1:8100/_sandbox/hooks/shop",
+            "webhook_url": "https://hooks.example.com/shop",
             "shipping_policy": {"rate": "cheapest"},
         },
         headers=merchant.auth,
     )
     assert r.status_code == 200, r.text
-    assert r.json()["webhook_url"] == "http://127.0.0.1:8100/_sandbox/hooks/shop"
+    assert r.json()["webhook_url"] == "https://hooks.example.com/shop"
     assert r.json()["shipping_policy"] == {"rate": "cheapest", "carriers": None}
 
     r = await client.patch(

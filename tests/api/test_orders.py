@@ -112,7 +112,11 @@ async def test_place_order_writes_order_event_and_outbox_in_one_go(
         "OrderId": order_id,
         "OrderStatus": "pending",
     }
-    assert payload["summary"].startswith(f"Order {order_id} · 3 items · ")
+    # As the Temporal UI lists it: money for people, and whose order it is.
+    total = subtotal - subtotal // 10 + shipping
+    assert payload["summary"] == (
+        f"Order {order_id} · 3 items · USD {total // 100}.{total % 100:02d} · {shop.name}"
+    )
 
     # Temporal is down in these tests: the background dispatch tries, fails, and
     # leaves the row for the relay.
@@ -285,3 +289,27 @@ async def test_order_of_another_merchant_is_404(
     r = await c.get(f"/api/v1/orders/{order_id}", headers=ops)
     assert r.status_code == 200
     assert r.json()["order_id"] == order_id
+
+
+async def test_a_merchant_that_cannot_ship_takes_no_order(
+    shop: MerchantActor, sessionmaker
+) -> None:
+    """Defect: such orders were charged, then refunded as shipping_unavailable."""
+    cleared = await shop.client.patch(
+        "/api/v1/merchants/me", json={"ship_from": None}, headers=shop.auth
+    )
+    assert cleared.status_code == 200, cleared.text
+    r = await shop.place(order_body(("MUG-1", 1)))
+    problem = assert_problem(r, 409)
+    assert error_fields(problem) == ["ship_from"]
+    assert "ship-from" in problem["detail"]
+    assert await order_count(sessionmaker, shop) == 0
+    assert (
+        await scalar(
+            sessionmaker,
+            "SELECT count(*) FROM outbox WHERE workflow_id LIKE 'order-%' AND payload::text "
+            "LIKE :m",
+            m=f"%{shop.merchant_id}%",
+        )
+        == 0
+    )

@@ -71,12 +71,16 @@ async def test_list_validation(
         ({"source": "ebay"}, "source"),
         ({"limit": 0}, "limit"),
         ({"limit": 101}, "limit"),
-        ({"starting_after": "ord_unknown"}, "starting_after"),
     ]:
         r = await client.get("/api/v1/orders", params=params, headers=merchant.auth)
         assert error_fields(assert_problem(r, 422)) == [field], params
+    # A cursor that names no order of the merchant's: nothing to page after.
+    r = await client.get(
+        "/api/v1/orders", params={"starting_after": "ord_unknown"}, headers=merchant.auth
+    )
+    assert error_fields(assert_problem(r, 404)) == ["starting_after"]
 
     await other_merchant.add_product("CUP-1")
     theirs = (await other_merchant.place(order_body(("CUP-1", 1)))).json()["order_id"]
     r = await client.get("/api/v1/orders", params={"starting_after": theirs}, headers=merchant.auth)
-    assert error_fields(assert_problem(r, 422)) == ["starting_after"]
+    assert error_fields(assert_problem(r, 404)) == ["starting_after"]

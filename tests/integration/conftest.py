@@ -6,6 +6,7 @@ mocked; the sandbox is the only stand-in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
@@ -14,13 +15,13 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from db.outbox import OutboxRelay
+from devstack.harness import loopback_socket, serve_in_thread
+from devstack.services import find_temporal_cli
 from fulfil.codec import KeyRing, data_converter
-from fulfil.devstack import find_temporal_cli
-from fulfil.outbox import OutboxRelay
 from fulfil.settings import Settings
 from fulfil.temporal import SEARCH_ATTRIBUTES
-from tests.servers import loopback_socket, serve_in_thread
-from worker import build_worker, open_resources
+from worker import build_workers, ensure_payout_schedule, open_resources
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +76,10 @@ async def worker(
 
     async with open_resources(stack_settings) as resources:
         relay = OutboxRelay(resources.sessionmaker, provider, stack_settings.task_queue)
-        async with build_worker(client, stack_settings, resources):
+        async with contextlib.AsyncExitStack() as running:
+            for one in build_workers(client, stack_settings, resources):
+                await running.enter_async_context(one)
+            await ensure_payout_schedule(client, stack_settings)
             relay_task = asyncio.create_task(
                 relay.run(stack_settings.outbox_relay_interval_seconds, stop)
             )

@@ -305,6 +305,8 @@ async def test_cancel_failed_order_is_a_conflict(
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
+# Its own deadlines add up to more than the suite's 180 s hang guard.
+@pytest.mark.timeout(300)
 async def test_fifty_orders_for_the_last_ten_units(
     engine: dict[str, str], http: httpx.AsyncClient, shop: dict[str, Any]
 ) -> None:

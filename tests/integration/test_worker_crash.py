@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,8 +19,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.app import create_app
 from db.models import LedgerEntry
+from devstack.harness import free_port
+from fulfil.enums import DeploymentStep
 from fulfil.settings import Settings
 from tests.integration.support import create_merchant, eventually
+from tests.integration.test_deployment import (
+    SAMPLE_RESOURCES,
+    STEP_CALLS,
+    deploy_body,
+    ended,
+    made_for,
+    progress,
+    resource_counts,
+    start,
+)
 from tests.integration.test_order_placement import (
     PAID,
     SHIP_FROM,
@@ -43,7 +56,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 class WorkerProcess:
     def __init__(self, settings: Settings, log: Path) -> None:
-        self._settings = settings
+        self.settings = settings
         self._log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -52,7 +65,7 @@ class WorkerProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "worker.py"],
                 cwd=ROOT,
-                env=worker_env(self._settings),
+                env=worker_env(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -73,7 +86,16 @@ class WorkerProcess:
 
 @pytest.fixture
 def crash_settings(stack_settings: Settings) -> Settings:
-    return stack_settings.model_copy(update={"task_queue": f"crash-{uuid.uuid4().hex[:8]}"})
+    return stack_settings.model_copy(
+        update={
+            "task_queue": f"crash-{uuid.uuid4().hex[:8]}",
+            # A killed worker's deployment step is retried 3 s after its last heartbeat.
+            "deploy_step_heartbeat_seconds": 3,
+            "rate_limit_per_minute": 100_000,
+            "sticky_schedule_to_start_seconds": 1.0,
+            "worker_metrics_port": free_port(),
+        }
+    )
 
 
 @pytest.fixture
@@ -95,6 +117,8 @@ async def crash_api(crash_settings: Settings) -> AsyncIterator[httpx.AsyncClient
         yield client
 
 
+# Its own deadlines add up to more than the suite's 180 s hang guard.
+@pytest.mark.timeout(300)
 async def test_kill_9_while_charging(
     engine: dict[str, str],
     http: httpx.AsyncClient,
@@ -159,6 +183,14 @@ async def test_kill_9_while_charging(
         o: sum(pi["status"] == "succeeded" for pi in intents_for(ledger, o)) for o in order_ids
     }
     print(f"orders={len(order_ids)} statuses={[o['status'] for o in finals]} charges={succeeded}")
+    # The restarted worker serves its SDK metrics for Prometheus, labelled with its queue.
+    scraped = await http.get(
+        f"http://127.0.0.1:{worker_process.settings.worker_metrics_port}/metrics"
+    )
+    queue = f'task_queue="{worker_process.settings.task_queue}"'
+    served = [line for line in scraped.text.splitlines() if line.startswith("temporal_")]
+    assert any("activity_execution" in line and queue in line for line in served), served[:20]
+    assert any("workflow_task" in line and queue in line for line in served), served[:20]
     assert all(o["status"] in PAID for o in finals)
     assert all(count == 1 for count in succeeded.values()), succeeded
     assert all(len(intents_for(ledger, o)) == 1 for o in order_ids)
@@ -170,3 +202,89 @@ async def test_kill_9_while_charging(
             .having(func.sum(LedgerEntry.amount) != 0)
         )
         assert unbalanced.all() == []
+
+
+# Its own deadlines add up to more than the suite's 180 s hang guard.
+@pytest.mark.timeout(660)
+async def test_kill_9_in_every_deployment_step(
+    engine: dict[str, str],
+    http: httpx.AsyncClient,
+    ops_headers: dict[str, str],
+    crash_api: httpx.AsyncClient,
+    worker_process: WorkerProcess,
+) -> None:
+    """One deployment, nine kills: the worker dies in the middle of each step in turn and
+    the next one carries on. It succeeds, and nothing in the buyer's account is made twice."""
+    sandbox = engine["sandbox"]
+    buyer = await create_merchant(crash_api, "http://api", ops_headers)
+    body = deploy_body(f"cf-{uuid.uuid4().hex}")
+    await http.delete(f"{sandbox}/_sandbox/faults")
+    for method, path in STEP_CALLS.values():
+        # Each step's first call is slow: the worker is killed while it waits.
+        r = await http.post(
+            f"{sandbox}/_sandbox/faults",
+            json={
+                "provider": "cloudflare",
+                "method": method,
+                "path": path,
+                "latency_ms": 2500,
+                "times": 1,
+            },
+        )
+        assert r.status_code in (200, 201), r.text
+    killed = []
+    began = time.monotonic()
+    try:
+        worker_process.start()
+        deployment_id = await start(crash_api, "http://api", buyer, body)
+        for step in DeploymentStep:
+
+            async def in_step(step: DeploymentStep = step) -> bool:
+                found = await progress(crash_api, "http://api", buyer, deployment_id)
+                assert found["status"] not in ("rolled_back", "failed"), found
+                return any(
+                    s["name"] == step.value and s["status"] == "running" for s in found["steps"]
+                )
+
+            await eventually(in_step, timeout=60, interval=0.2)
+            print(f"{time.monotonic() - began:6.1f}s kill in {step.value}")
+            worker_process.kill9()
+            killed.append(step.value)
+            worker_process.start()
+        result = await ended(crash_api, "http://api", buyer, deployment_id, timeout=120)
+    finally:
+        await http.delete(f"{sandbox}/_sandbox/faults")
+    assert killed == [s.value for s in DeploymentStep]
+    assert result["status"] == "succeeded", result
+    assert all(s["status"] in ("succeeded", "skipped") for s in result["steps"]), result
+    made = await made_for(http, sandbox, body)
+    names = [(r["type"], r["name"]) for r in made]
+    assert len(names) == len(set(names)), names  # every resource created exactly once
+    assert all(not r["deleted"] for r in made)
+    assert resource_counts(result) == SAMPLE_RESOURCES
+    print(f"kills={len(killed)} resources={len(names)}")
+
+
+def test_a_worker_started_while_temporal_is_down_waits_for_it(
+    crash_settings: Settings, tmp_path: Path
+) -> None:
+    """It keeps trying (and saying so) instead of exiting, and stops at once when asked."""
+    down = crash_settings.model_copy(
+        update={"temporal_address": f"127.0.0.1:{free_port()}", "worker_metrics_port": 0}
+    )
+    log = tmp_path / "worker.log"
+    process = WorkerProcess(down, log)
+    process.start()
+    assert process.proc is not None
+    try:
+        deadline = time.monotonic() + 30
+        while "Temporal does not answer" not in log.read_text(errors="replace"):
+            assert process.proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert log.read_text().count("Temporal does not answer") >= 1
+        assert process.proc.poll() is None  # still there, waiting
+        process.proc.terminate()
+        assert process.proc.wait(timeout=10) == 0
+    finally:
+        process.stop()

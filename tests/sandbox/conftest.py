@@ -9,20 +9,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import cloudflare
 import httpx
 import pytest
 import stripe
 from fastapi import FastAPI
 
+from devstack.harness import loopback_socket, serve_in_thread
 from fulfil.settings import Settings
 from sandbox.app import create_app
 from sandbox.state import SandboxState
-from tests.servers import loopback_socket, serve_in_thread
 
 T = TypeVar("T")
 
 WEBHOOK_SECRET = "whsec_sandbox_tests"
 API_KEY = "sk_test_sandbox_tests"
+CLOUDFLARE_TOKEN = "cf-sandbox-tests-token"
 # The sandbox's own hooks recorder stands in for the engine: Stripe events go
 # to {api_base}/webhooks/stripe, i.e. the recorder named ENGINE_HOOK below.
 ENGINE_HOOK = "engine/webhooks/stripe"
@@ -103,3 +105,19 @@ def make_stripe_client(base_url: str, *, max_network_retries: int = 0) -> stripe
 def stripe_client(sandbox: Sandbox) -> stripe.StripeClient:
     """No SDK retries: each call is one request, so faults show as errors."""
     return make_stripe_client(sandbox.base_url)
+
+
+def make_cloudflare_client(
+    base_url: str, *, token: str = CLOUDFLARE_TOKEN, max_retries: int = 0
+) -> cloudflare.AsyncCloudflare:
+    """The official SDK against the sandbox; ``invalid-``/``limited-`` tokens change its rights."""
+    return cloudflare.AsyncCloudflare(
+        api_token=token, base_url=f"{base_url}/cloudflare/client/v4", max_retries=max_retries
+    )
+
+
+@pytest.fixture
+async def cloudflare_client(sandbox: Sandbox) -> AsyncIterator[cloudflare.AsyncCloudflare]:
+    """No SDK retries: each call is one request, so faults show as errors."""
+    async with make_cloudflare_client(sandbox.base_url) as client:
+        yield client

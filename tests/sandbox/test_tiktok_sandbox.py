@@ -18,12 +18,12 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
+from devstack.harness import loopback_socket, serve_in_thread
 from fulfil.settings import Settings
 from fulfil.signatures import tiktok_api_signature, tiktok_webhook_signature
 from sandbox.app import create_app
 from sandbox.tiktok_api import SHIPPING_PROVIDERS, shop_cipher
 from tests.sandbox.conftest import Sandbox, eventually
-from tests.servers import loopback_socket, serve_in_thread
 
 APP_KEY = "tiktok_test_app"
 APP_SECRET = "tiktok_test_secret"

@@ -1,0 +1,1 @@
+"""Ops tooling: the ``fulfil`` command line (orders, payouts, reconciliation, replay, demo)."""
