@@ -30,4 +30,5 @@ RUN pip install . && python -m compileall -q /app && chown -R app:app /app
 USER app
 # The API; the worker's SDK metrics (WORKER_METRICS_PORT).
 EXPOSE 8000 9464
-CMD ["uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+# Idle connections stay open longer than clients and proxies keep theirs (devstack.KEEP_ALIVE_SECONDS).
+CMD ["uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--timeout-keep-alive", "75"]

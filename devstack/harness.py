@@ -18,6 +18,7 @@ import uvicorn
 from psycopg import sql
 from sqlalchemy import URL, make_url
 
+from devstack import KEEP_ALIVE_SECONDS
 from devstack.services import ensure_postgres
 
 
@@ -36,7 +37,10 @@ def serve_in_thread(
     """Serve ``app`` with uvicorn on ``sock`` (a fresh loopback port by default)."""
     sock = sock or loopback_socket()
     host, port = sock.getsockname()[:2]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", timeout_keep_alive=KEEP_ALIVE_SECONDS
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True
     )

@@ -25,7 +25,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from devstack import DATA_DIR, LOG_DIR, PROJECT_ROOT, Interrupted, StartupError
+from devstack import (
+    DATA_DIR,
+    KEEP_ALIVE_SECONDS,
+    LOG_DIR,
+    PROJECT_ROOT,
+    Interrupted,
+    StartupError,
+)
 from devstack.banner import banner, describe_settings
 from devstack.console import console_lock, say
 from devstack.demo import DemoMerchant, seed_demo
@@ -144,7 +151,8 @@ class DevStack:
         sandbox = self.spawn(
             "sandbox",
             [py, "-m", "uvicorn", "--factory", "sandbox.app:create_app",
-             "--host", sandbox_host, "--port", str(sandbox_port)],
+             "--host", sandbox_host, "--port", str(sandbox_port),
+             "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS)],
             env,
         )  # fmt: skip
         wait_until(
@@ -159,9 +167,10 @@ class DevStack:
         api_host, api_port = _host_port(s.api_base, 8000)
         api = self.spawn(
             "api",
-            [py, "-m", "uvicorn", "api.app:app", "--host", api_host, "--port", str(api_port)],
+            [py, "-m", "uvicorn", "api.app:app", "--host", api_host, "--port", str(api_port),
+             "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS)],
             env,
-        )
+        )  # fmt: skip
         api_base = s.api_base.rstrip("/")
         wait_until(
             lambda: http_ok(f"{api_base}/livez"),

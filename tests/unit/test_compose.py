@@ -34,12 +34,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import jsonschema
 import pytest
 import yaml
 from sqlalchemy.engine import make_url
 from temporalio.common import SearchAttributeIndexedValueType
 
+from devstack import KEEP_ALIVE_SECONDS
 from fulfil.settings import DEV_SECRETS, MIN_SECRET_LENGTHS, Settings
 from fulfil.temporal import SEARCH_ATTRIBUTES
 
@@ -441,6 +443,13 @@ def wiring_problems(doc: Doc) -> list[str]:
         f"api: port {api_port} is not the one published, health-checked, in the Dockerfile and "
         "in API_BASE",
     )
+    expect(
+        option(api_argv, "--timeout-keep-alive")
+        == option(docker_cmd, "--timeout-keep-alive")
+        == str(KEEP_ALIVE_SECONDS),
+        f"api: --timeout-keep-alive is not {KEEP_ALIVE_SECONDS} s (devstack.KEEP_ALIVE_SECONDS) "
+        "in compose and the Dockerfile; uvicorn's 5 s races clients' idle expiry",
+    )
 
     # The worker: worker.py, and its SDK metrics on WORKER_METRICS_PORT.
     worker_env = environment(services["worker"])
@@ -543,6 +552,14 @@ def test_services_agree_with_the_code_and_each_other(doc: Doc) -> None:
     assert wiring_problems(doc) == []
 
 
+def test_the_api_keeps_idle_connections_longer_than_clients_do() -> None:
+    """A client reusing a connection the server is closing loses the request (httpx.ReadError,
+    seen in CI with uvicorn's 5 s against httpx's 5 s), so the server's must be longer."""
+    expiry = httpx.Limits().keepalive_expiry  # what an httpx client uses unless told otherwise
+    assert expiry is not None
+    assert max(expiry, 60) < KEEP_ALIVE_SECONDS  # 60 s: nginx upstream's and AWS ALB's idle timeout
+
+
 def test_services_start_in_order_and_report_health(doc: Doc) -> None:
     assert order_problems(doc) == []
 
@@ -594,6 +611,10 @@ def test_the_checks_catch_environment_mistakes(
         (
             lambda d: d["services"]["api"]["command"].__setitem__(5, "8001"),
             "api: port 8001 is not the one published",
+        ),
+        (
+            lambda d: d["services"]["api"]["command"].__setitem__(-1, "5"),
+            "api: --timeout-keep-alive is not",
         ),
         (
             lambda d: d["services"]["worker"].__setitem__("command", ["python", "-m", "worker"]),
