@@ -28,7 +28,7 @@ from api.observability import Metrics, RequestObservability
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.rate_limit import RateLimiter
-from api.resources import BackgroundDispatch, LazyTemporalClient, Resources
+from api.resources import BackgroundDispatch, LazyTemporalClient, Resources, WebhookSlots
 from db.outbox import OutboxRelay
 from db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from fulfil.logs import configure_logging
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stripe=build_stripe(config),
             vault=TokenVault(redis, config.vault_key),
             oidc=OidcVerifier(config),
+            webhooks=WebhookSlots(config.webhook_concurrency, metrics.webhooks_waiting),
         )
         # Built now, not by the first request with a query string (reject_unknown_query
         # reads it): that request paid seconds for it.

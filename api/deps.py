@@ -25,6 +25,7 @@ from api.schemas import FieldError
 from db import api_keys, merchants
 from db.models import Merchant
 from db.outbox import ClientProvider
+from db.session import transaction
 from fulfil.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="Ops key or a merchant's API key")
@@ -46,14 +47,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
-    async with resources.sessionmaker() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
+    async with transaction(resources.sessionmaker) as session:
+        yield session
 
 
 async def get_read_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -72,6 +72,13 @@ class Metrics:
             "orders_created",
             "Orders accepted (idempotent replays not counted)",
             ["source"],
+            registry=self.registry,
+        )
+        self.webhooks_waiting = Gauge(
+            "webhook_requests_waiting",
+            "Verified webhook requests waiting for one of their provider's "
+            "WEBHOOK_CONCURRENCY slots",
+            ["provider"],
             registry=self.registry,
         )
         self.outbox_dispatch_failures = Counter(

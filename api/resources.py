@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import stripe
+from prometheus_client import Gauge
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -20,6 +21,7 @@ from api.gate import KeyDirectory
 from api.observability import Metrics
 from api.rate_limit import RateLimiter
 from db.outbox import ClientProvider, OutboxRelay
+from db.session import transaction
 from fulfil.settings import Settings
 from fulfil.temporal import connect
 
@@ -148,6 +150,41 @@ class BackgroundDispatch:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
+class WebhookSlots:
+    """A bulkhead for provider webhooks: at most ``per_provider`` transactions of one
+    provider's webhooks at once, the rest waiting their turn (until the request deadline
+    answers 503; providers retry).
+
+    A carrier's day of tracking updates or a marketplace sale arrives as hundreds of requests
+    at once. Unbounded, they took all of the API's database connections, and merchants'
+    requests waited for the pool and were answered 503. A slot is taken only once the
+    signature verified and the body is read, so a slow or forged sender holds none.
+    """
+
+    def __init__(self, per_provider: int, waiting: Gauge) -> None:
+        self.per_provider = per_provider
+        self._waiting = waiting
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+
+    @contextlib.asynccontextmanager
+    async def transaction(
+        self, provider: str, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> AsyncIterator[AsyncSession]:
+        """One of ``provider``'s slots, and a transaction committed when the block ends."""
+        semaphore = self._semaphores.setdefault(provider, asyncio.Semaphore(self.per_provider))
+        waiting = self._waiting.labels(provider=provider)
+        waiting.inc()
+        try:
+            await semaphore.acquire()
+        finally:
+            waiting.dec()
+        try:
+            async with transaction(sessionmaker) as session:
+                yield session
+        finally:
+            semaphore.release()
+
+
 @dataclass
 class Resources:
     settings: Settings
@@ -168,3 +205,5 @@ class Resources:
     vault: TokenVault
     # The UI's OIDC access tokens, for the codec endpoints.
     oidc: OidcVerifier
+    # Provider webhooks' share of the database pool.
+    webhooks: WebhookSlots

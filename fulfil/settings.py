@@ -170,6 +170,10 @@ class Settings(BaseSettings):
     webhook_url_allowlist: str = ""
     # Deliveries run on a task queue of their own with this many at once.
     notify_concurrency: int = Field(default=20, ge=1)
+    # Verified webhooks of one provider (Stripe, TikTok, Shippo) recorded at once by one API
+    # process; the rest wait their turn. A provider's burst then holds at most this many of
+    # the API's 30 database connections, and merchants' requests keep the others.
+    webhook_concurrency: int = Field(default=6, ge=1, le=8)
     # How long a run's next workflow task waits for the worker that has the run cached before
     # any worker takes it (replaying the history). After a kill -9 that is dead time.
     sticky_schedule_to_start_seconds: float = Field(default=5.0, gt=0, le=60)

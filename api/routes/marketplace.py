@@ -269,12 +269,9 @@ async def _answer(
 )
 async def checkout_webhook(
     request: Request,
-    session: SessionDep,
     settings: SettingsDep,
     resources: ResourcesDep,
     background: BackgroundTasks,
     stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
 ) -> WebhookReceipt | Response:
-    return await handle_stripe_webhook(
-        request, session, settings, resources, background, stripe_signature
-    )
+    return await handle_stripe_webhook(request, settings, resources, background, stripe_signature)

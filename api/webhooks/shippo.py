@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 
-from api.deps import ResourcesDep, SessionDep, SettingsDep
+from api.deps import ResourcesDep, SettingsDep
 from api.problems import malformed_event, problem_responses, unauthorized
 from api.schemas import WebhookReceipt
 from api.webhooks.common import parse_object, record
@@ -45,7 +45,6 @@ TRACKING_NUMBER = re.compile(r"[0-9A-Za-z_-]{1,64}")
 )
 async def shippo_webhook(
     request: Request,
-    session: SessionDep,
     settings: SettingsDep,
     resources: ResourcesDep,
     background: BackgroundTasks,
@@ -71,33 +70,38 @@ async def shippo_webhook(
             status.get("status_date") or status.get("object_id"),
         )
     )
-    fresh = await record(
-        session,
-        provider="shippo",
-        raw=raw,
-        event=event,
-        event_id=event_id if event else None,
-        kind=(event or {}).get("event") or "track_updated",
-    )
-    if not fresh:
-        return WebhookReceipt(received=True, duplicate=True)
-    if event is None:
-        # Recorded (committed): answered, not raised, so the transaction is kept.
-        return malformed_event(f"Recorded, but {unreadable}.").response()
-    if not usable:
-        return WebhookReceipt(received=True, ignored="no usable data.tracking_number")
-    assert isinstance(tracking_number, str)
-    order_id = await orders.order_id_by_tracking_number(session, tracking_number)
-    if order_id is None:
-        log.info("tracking update for no known order", extra={"tracking_number": tracking_number})
-        return WebhookReceipt(received=True, ignored="no order has this tracking number")
-    outbox_id = await inbox.add_outbox_message(session, tracking_changed(order_id, tracking_number))
-    background.add_task(resources.dispatch.schedule, [outbox_id])
-    log.info(
-        "tracking update recorded",
-        extra={"order_id": order_id, "tracking_number": tracking_number},
-    )
-    return WebhookReceipt(received=True)
+    async with resources.webhooks.transaction("shippo", resources.sessionmaker) as session:
+        fresh = await record(
+            session,
+            provider="shippo",
+            raw=raw,
+            event=event,
+            event_id=event_id if event else None,
+            kind=(event or {}).get("event") or "track_updated",
+        )
+        if not fresh:
+            return WebhookReceipt(received=True, duplicate=True)
+        if event is None:
+            # Recorded (committed): answered, not raised, so the transaction is kept.
+            return malformed_event(f"Recorded, but {unreadable}.").response()
+        if not usable:
+            return WebhookReceipt(received=True, ignored="no usable data.tracking_number")
+        assert isinstance(tracking_number, str)
+        order_id = await orders.order_id_by_tracking_number(session, tracking_number)
+        if order_id is None:
+            log.info(
+                "tracking update for no known order", extra={"tracking_number": tracking_number}
+            )
+            return WebhookReceipt(received=True, ignored="no order has this tracking number")
+        outbox_id = await inbox.add_outbox_message(
+            session, tracking_changed(order_id, tracking_number)
+        )
+        background.add_task(resources.dispatch.schedule, [outbox_id])
+        log.info(
+            "tracking update recorded",
+            extra={"order_id": order_id, "tracking_number": tracking_number},
+        )
+        return WebhookReceipt(received=True)
 
 
 def tracking_changed(order_id: str, tracking_number: str) -> OutboxMessage:

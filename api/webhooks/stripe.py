@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Header, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import ResourcesDep, SessionDep, SettingsDep
+from api.deps import ResourcesDep, SettingsDep
 from api.problems import malformed_event, problem_responses, unauthorized
 from api.resources import Resources
 from api.schemas import WebhookReceipt
@@ -54,20 +54,16 @@ MAX_ID = 64
 )
 async def stripe_webhook(
     request: Request,
-    session: SessionDep,
     settings: SettingsDep,
     resources: ResourcesDep,
     background: BackgroundTasks,
     stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
 ) -> WebhookReceipt | Response:
-    return await handle_stripe_webhook(
-        request, session, settings, resources, background, stripe_signature
-    )
+    return await handle_stripe_webhook(request, settings, resources, background, stripe_signature)
 
 
 async def handle_stripe_webhook(
     request: Request,
-    session: AsyncSession,
     settings: Settings,
     resources: Resources,
     background: BackgroundTasks,
@@ -80,6 +76,18 @@ async def handle_stripe_webhook(
     ):
         raise unauthorized("The Stripe signature does not verify.")
     event, unreadable = parse_object(raw)
+    async with resources.webhooks.transaction("stripe", resources.sessionmaker) as session:
+        return await _record_and_relay(session, resources, background, raw, event, unreadable)
+
+
+async def _record_and_relay(
+    session: AsyncSession,
+    resources: Resources,
+    background: BackgroundTasks,
+    raw: bytes,
+    event: dict[str, Any] | None,
+    unreadable: str | None,
+) -> WebhookReceipt | Response:
     event_id = event.get("id") if event else None
     kind = event.get("type") if event else None
     fresh = await record(

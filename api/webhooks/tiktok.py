@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Header, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import ResourcesDep, SessionDep, SettingsDep
+from api.deps import ResourcesDep, SettingsDep
 from api.problems import malformed_event, problem_responses, unauthorized
 from api.schemas import WebhookReceipt
 from api.webhooks.common import parse_object, record
@@ -53,7 +53,6 @@ STATUS = re.compile(r"[A-Z_]{1,32}")
 )
 async def tiktok_webhook(
     request: Request,
-    session: SessionDep,
     settings: SettingsDep,
     resources: ResourcesDep,
     background: BackgroundTasks,
@@ -66,25 +65,26 @@ async def tiktok_webhook(
     event, unreadable = parse_object(raw)
     notification_id = event.get("tts_notification_id") if event else None
     kind = event.get("type") if event else None
-    fresh = await record(
-        session,
-        provider="tiktok",
-        raw=raw,
-        event=event,
-        event_id=notification_id,
-        kind=f"type_{kind}",
-    )
-    if not fresh:
-        return WebhookReceipt(received=True, duplicate=True)
-    if event is None:
-        # Recorded (committed): answered, not raised, so the transaction is kept.
-        return malformed_event(f"Recorded, but {unreadable}.").response()
-    ignored = await _relay_order_status(session, settings, event, background, resources)
-    log.info(
-        "tiktok notification recorded",
-        extra={"notification_id": str(notification_id)[:128], "ignored": ignored},
-    )
-    return WebhookReceipt(received=True, ignored=ignored)
+    async with resources.webhooks.transaction("tiktok", resources.sessionmaker) as session:
+        fresh = await record(
+            session,
+            provider="tiktok",
+            raw=raw,
+            event=event,
+            event_id=notification_id,
+            kind=f"type_{kind}",
+        )
+        if not fresh:
+            return WebhookReceipt(received=True, duplicate=True)
+        if event is None:
+            # Recorded (committed): answered, not raised, so the transaction is kept.
+            return malformed_event(f"Recorded, but {unreadable}.").response()
+        ignored = await _relay_order_status(session, settings, event, background, resources)
+        log.info(
+            "tiktok notification recorded",
+            extra={"notification_id": str(notification_id)[:128], "ignored": ignored},
+        )
+        return WebhookReceipt(received=True, ignored=ignored)
 
 
 def _text(value: object, pattern: re.Pattern[str]) -> str | None:

@@ -6,16 +6,21 @@ every bad delivery is refused with problem+json and leaves nothing behind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 import httpx
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.app import create_app
+from db.models import InboxEvent
 from fulfil.settings import Settings
 from fulfil.signatures import tiktok_webhook_signature
 from tests.api.conftest import (
@@ -24,9 +29,11 @@ from tests.api.conftest import (
     make_merchant,
     order_body,
     rows,
+    scalar,
     stripe_event,
     stripe_signature,
 )
+from tests.integration.support import eventually
 
 TOTAL = 1000
 DUPLICATES = 300  # 30 %
@@ -224,3 +231,159 @@ async def test_a_storm_of_webhooks_has_one_effect_per_event_and_none_for_bad_one
         if m["workflow_id"].startswith("tiktok-")
     )
     assert started == notifications
+
+
+# --- a provider's burst and everyone else ---------------------------------------
+
+BURST = 40  # more than the API's 30 database connections
+SLOTS = 3
+
+
+@contextlib.asynccontextmanager
+async def api_with(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api", timeout=60
+        ) as client,
+    ):
+        yield client
+
+
+async def waiting_in_postgres(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    """Webhook transactions blocked on an inbox row another transaction holds."""
+    return int(
+        await scalar(
+            sessionmaker,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO inbox_events%'",
+        )
+    )
+
+
+async def waiting_for_a_slot(client: httpx.AsyncClient, provider: str) -> float:
+    metrics = (await client.get("/metrics")).text
+    for line in metrics.splitlines():
+        if line.startswith(f'webhook_requests_waiting{{provider="{provider}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@contextlib.asynccontextmanager
+async def holding(
+    sessionmaker: async_sessionmaker[AsyncSession], deliveries: list[Delivery]
+) -> AsyncIterator[AsyncSession]:
+    """An open transaction holding these events' inbox keys: recording any of them waits for
+    it. Rolled back at the end, so the waiting deliveries then record them."""
+    async with sessionmaker() as holder:
+        await holder.execute(
+            insert(InboxEvent),
+            [
+                {
+                    "provider": d.provider,
+                    "event_id": d.event_id,
+                    "event_type": "held",
+                    "payload": {},
+                }
+                for d in deliveries
+            ],
+        )
+        try:
+            yield holder
+        finally:
+            await holder.rollback()
+
+
+def post(client: httpx.AsyncClient, delivery: Delivery) -> asyncio.Task[httpx.Response]:
+    return asyncio.create_task(
+        client.post(
+            f"/webhooks/{delivery.provider}", content=delivery.body, headers=delivery.headers
+        )
+    )
+
+
+async def test_a_providers_burst_waits_its_turn_and_leaves_the_pool_to_merchants(
+    ops: dict[str, str],
+    api_settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """40 TikTok notifications stuck in the database at once: 3 hold a connection, 37 wait
+    for a slot, and meanwhile merchants read and write and Stripe's events are recorded.
+    Unbounded, the 40 took all 30 connections and the merchant waited 10 s for a 503."""
+    settings = api_settings.model_copy(update={"webhook_concurrency": SLOTS})
+    async with api_with(settings) as client:
+        merchant = await make_merchant(client, ops)
+        shop_id = f"74{random.randrange(10**15):015d}"
+        burst = [tiktok_delivery(settings, shop_id) for _ in range(BURST)]
+        async with holding(sessionmaker, burst):
+            sent = [post(client, d) for d in burst]
+
+            async def all_queued() -> tuple[int, float] | None:
+                seen = (
+                    await waiting_in_postgres(sessionmaker),
+                    await waiting_for_a_slot(client, "tiktok"),
+                )
+                return seen if seen == (SLOTS, BURST - SLOTS) else None
+
+            await eventually(all_queued, timeout=30)
+
+            product = await merchant.add_product("BULKHEAD-1", stock=5)
+            assert product["stock"] == 5
+            listed = await client.get("/api/v1/orders", headers=merchant.auth)
+            assert listed.status_code == 200, listed.text
+            stripe = stripe_delivery(settings, "ord_unknown")
+            answer = await post(client, stripe)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["ignored"] == "unknown order"
+            # Still no more than the slots in the database, the rest still waiting.
+            assert await waiting_in_postgres(sessionmaker) == SLOTS
+            assert not any(task.done() for task in sent)
+
+        answers = await asyncio.gather(*sent)
+        assert [r.status_code for r in answers] == [200] * BURST, answers[0].text
+        assert all(r.json()["duplicate"] is False for r in answers)
+        assert await waiting_for_a_slot(client, "tiktok") == 0
+    recorded = await rows(
+        sessionmaker,
+        "SELECT event_id, event_type FROM inbox_events WHERE event_id = ANY(:ids)",
+        ids=[d.event_id for d in burst],
+    )
+    assert Counter(r["event_id"] for r in recorded) == Counter({d.event_id: 1 for d in burst})
+    assert {r["event_type"] for r in recorded} == {"type_1"}
+
+
+async def test_a_burst_past_the_deadline_is_answered_503_and_frees_its_slots(
+    api_settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Held past the request deadline, the burst is answered 503 with Retry-After (the
+    provider retries) and records nothing; its slots are free again afterwards."""
+    settings = api_settings.model_copy(
+        update={"webhook_concurrency": SLOTS, "api_request_deadline_seconds": 2.0}
+    )
+    async with api_with(settings) as client:
+        shop_id = f"74{random.randrange(10**15):015d}"
+        burst = [tiktok_delivery(settings, shop_id) for _ in range(SLOTS * 3)]
+        async with holding(sessionmaker, burst):
+            answers = await asyncio.gather(*(post(client, d) for d in burst))
+            assert {r.status_code for r in answers} == {503}, answers[0].text
+            assert all(r.headers["content-type"].startswith(PROBLEM_JSON) for r in answers)
+            assert all(r.headers["retry-after"] == "5" for r in answers)
+            await eventually(lambda: _zero(waiting_in_postgres(sessionmaker)), timeout=30)
+            assert await waiting_for_a_slot(client, "tiktok") == 0
+
+        # The provider's retries: every slot is back, each event recorded once.
+        retried = await asyncio.gather(*(post(client, d) for d in burst))
+        assert [r.status_code for r in retried] == [200] * len(burst), retried[0].text
+        assert all(r.json()["duplicate"] is False for r in retried)
+    count = await scalar(
+        sessionmaker,
+        "SELECT count(*) FROM inbox_events WHERE event_id = ANY(:ids)",
+        ids=[d.event_id for d in burst],
+    )
+    assert count == len(burst)
+
+
+async def _zero(count: Awaitable[int]) -> bool:
+    return await count == 0
