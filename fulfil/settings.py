@@ -201,6 +201,17 @@ class Settings(BaseSettings):
         return None if value == "" else value
 
     @model_validator(mode="after")
+    def _checkout_answers_before_the_deadline(self) -> Settings:
+        """A checkout waits for its charge inside the request deadline; a wait as long as the
+        deadline turns the 201 it would give (``payment_intent_id`` null) into a 503."""
+        if self.checkout_wait_seconds > self.api_request_deadline_seconds - 1:
+            raise ValueError(
+                "CHECKOUT_WAIT_SECONDS must be at least 1 s shorter than "
+                "API_REQUEST_DEADLINE_SECONDS"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _temporal_client_certificate_pair(self) -> Settings:
         if bool(self.temporal_tls_cert) != bool(self.temporal_tls_key):
             raise ValueError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (mTLS)")

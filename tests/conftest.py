@@ -87,7 +87,9 @@ def settings(database_url: str, redis_url: str, ports: dict[str, int]) -> Settin
         payout_run_interval_seconds=2,
         # A restricted seller's transfer is tried again 2 s after a refusal (30 s in production).
         payout_transfer_retry_seconds=2,
+        # A checkout waits up to 15 s for its charge on a busy machine, inside a longer deadline.
         checkout_wait_seconds=15,
+        api_request_deadline_seconds=30,
     )
 
 

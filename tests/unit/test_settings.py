@@ -98,3 +98,13 @@ def test_the_transfer_retry_reaches_the_payout_and_its_policy() -> None:
     assert Settings(**test).payout_config().transfer_retry_seconds == 30
     with pytest.raises(ValidationError, match="payout_transfer_retry_seconds"):
         Settings(**test, payout_transfer_retry_seconds=0)
+
+
+def test_a_checkout_stops_waiting_before_the_request_deadline() -> None:
+    test = {"env": "test", "codec_keys": TEST_CODEC_KEYS}
+    assert Settings(**test).checkout_wait_seconds < Settings(**test).api_request_deadline_seconds
+    Settings(**test, checkout_wait_seconds=14, api_request_deadline_seconds=15)
+    with pytest.raises(ValidationError, match="CHECKOUT_WAIT_SECONDS"):
+        Settings(**test, checkout_wait_seconds=15, api_request_deadline_seconds=15)
+    with pytest.raises(ValidationError, match="CHECKOUT_WAIT_SECONDS"):
+        Settings(**test, checkout_wait_seconds=30)
