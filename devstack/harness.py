@@ -1,6 +1,6 @@
 """What tests and benchmarks use to bring up pieces of the engine in one process: free
-ports, a fresh migrated database, and ASGI apps (the API, the sandbox) served by uvicorn in a
-thread."""
+ports, a fresh migrated database, ASGI apps (the API, the sandbox) served by uvicorn in a
+thread, and an app called in process with its lifespan running."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import uvicorn
 from psycopg import sql
@@ -56,6 +57,23 @@ def serve_in_thread(
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+
+
+@asynccontextmanager
+async def in_process(
+    app: Any, *, client: tuple[str, int] = ("127.0.0.1", 123)
+) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` with its lifespan running, and a client calling it in process at
+    ``http://api`` with a 30 s timeout (``client`` is the caller's address the app sees)."""
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=client),
+            base_url="http://api",
+            timeout=30.0,
+        ) as c,
+    ):
+        yield c
 
 
 def free_port() -> int:

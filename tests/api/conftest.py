@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.app import create_app
 from db.session import make_engine, make_sessionmaker
+from devstack.harness import in_process
 from fulfil.settings import Settings
 from tests.conftest import free_port, fresh_database
 
@@ -62,14 +63,6 @@ async def sessionmaker(api_settings: Settings) -> AsyncIterator[async_sessionmak
     await engine.dispose()
 
 
-async def _running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c,
-    ):
-        yield c
-
-
 @pytest.fixture(scope="session")
 def app(api_settings: Settings) -> FastAPI:
     return create_app(api_settings)
@@ -77,7 +70,7 @@ def app(api_settings: Settings) -> FastAPI:
 
 @pytest.fixture(scope="session")
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in _running(app):
+    async with in_process(app) as c:
         yield c
 
 

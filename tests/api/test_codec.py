@@ -19,14 +19,13 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from temporalio.api.common.v1 import Payload
 
 from api.app import create_app
-from devstack.harness import serve_in_thread
+from devstack.harness import in_process, serve_in_thread
 from fulfil.codec import EncryptionCodec, KeyRing
 from fulfil.settings import Settings
 from tests.api.conftest import MerchantActor, assert_problem, make_merchant
@@ -89,14 +88,6 @@ def issuer() -> Iterator[Issuer]:
         yield found
 
 
-async def _serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c,
-    ):
-        yield c
-
-
 @pytest.fixture(scope="module")
 def old_and_new() -> tuple[str, str]:
     return f"old:{key()}", f"new:{key()}"
@@ -118,7 +109,7 @@ def codec_settings(
 
 @pytest.fixture(scope="module")
 async def codec_api(codec_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in _serve(create_app(codec_settings)):
+    async with in_process(create_app(codec_settings)) as c:
         yield c
 
 
@@ -126,7 +117,7 @@ async def codec_api(codec_settings: Settings) -> AsyncIterator[httpx.AsyncClient
 async def dev_codec_api(codec_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """As `make run` configures it: the UI's origin may decode without a token."""
     settings = codec_settings.model_copy(update={"codec_open_to_ui": True})
-    async for c in _serve(create_app(settings)):
+    async with in_process(create_app(settings)) as c:
         yield c
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from api.app import create_app
+from devstack.harness import in_process
 from fulfil.settings import Settings
 from tests.api.conftest import (
     MerchantActor,
@@ -100,13 +101,7 @@ async def limited(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         update={"rate_limit_per_minute": 5, "anonymous_rate_limit": 4}
     )
     app: FastAPI = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, client=(f"10.9.{uuid.uuid4().int % 250}.1", 1)),
-            base_url="http://api",
-        ) as client,
-    ):
+    async with in_process(app, client=(f"10.9.{uuid.uuid4().int % 250}.1", 1)) as client:
         app.state.resources.limiter._prefix = f"rl-test-{uuid.uuid4().hex[:8]}"
         yield client
 

@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from api.app import create_app
+from devstack.harness import in_process
 from fulfil.settings import Settings
 from tests.api.conftest import MerchantActor, assert_problem, make_merchant
 
@@ -147,10 +148,7 @@ async def test_a_rotated_owner_key_works_for_the_grace_period(
 @pytest.fixture
 async def no_grace(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(api_settings.model_copy(update={"key_grace_seconds": 0}))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c,
-    ):
+    async with in_process(app) as c:
         yield c
 
 

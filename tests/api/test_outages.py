@@ -10,24 +10,14 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from api.app import create_app
+from devstack.harness import in_process
 from fulfil.settings import Settings
 from tests.api.conftest import MerchantActor, assert_problem, order_body, scalar, stripe_event
 from tests.api.conftest import stripe_signature as sign_stripe
 from tests.api.test_deploy import body as deploy_body
 from tests.conftest import free_port
-
-
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api", timeout=30
-        ) as client,
-    ):
-        yield client
 
 
 @pytest.fixture
@@ -64,7 +54,7 @@ async def without_postgres(api_settings: Settings) -> AsyncIterator[httpx.AsyncC
     settings = api_settings.model_copy(
         update={"database_url": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nope"}
     )
-    async for client in running(create_app(settings)):
+    async with in_process(create_app(settings)) as client:
         yield client
 
 
@@ -97,7 +87,7 @@ async def test_a_hung_postgres_is_503_by_the_deadline(
             "database_connect_timeout_seconds": 30,
         }
     )
-    async for client in running(create_app(settings)):
+    async with in_process(create_app(settings)) as client:
         started = time.monotonic()
         r = await client.get("/api/v1/orders/ord_1", headers=ops)
         took = time.monotonic() - started
@@ -111,7 +101,7 @@ async def test_redis_down_limits_nothing_and_a_deploy_is_503(
     settings = api_settings.model_copy(
         update={"redis_url": f"redis://127.0.0.1:{free_port()}/0", "rate_limit_per_minute": 2}
     )
-    async for client in running(create_app(settings)):
+    async with in_process(create_app(settings)) as client:
         # Rate limits fail open: more requests than the limit, all answered.
         for _ in range(4):
             r = await client.get("/api/v1/merchants/me", headers=merchant.auth)

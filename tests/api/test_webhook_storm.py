@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.app import create_app
 from db.models import InboxEvent
+from devstack.harness import in_process
 from fulfil.settings import Settings
 from fulfil.signatures import tiktok_webhook_signature
 from tests.api.conftest import (
@@ -239,18 +240,6 @@ BURST = 40  # more than the API's 30 database connections
 SLOTS = 3
 
 
-@contextlib.asynccontextmanager
-async def api_with(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api", timeout=60
-        ) as client,
-    ):
-        yield client
-
-
 async def waiting_in_postgres(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
     """Webhook transactions blocked on an inbox row another transaction holds."""
     return int(
@@ -312,7 +301,7 @@ async def test_a_providers_burst_waits_its_turn_and_leaves_the_pool_to_merchants
     for a slot, and meanwhile merchants read and write and Stripe's events are recorded.
     Unbounded, the 40 took all 30 connections and the merchant waited 10 s for a 503."""
     settings = api_settings.model_copy(update={"webhook_concurrency": SLOTS})
-    async with api_with(settings) as client:
+    async with in_process(create_app(settings)) as client:
         merchant = await make_merchant(client, ops)
         shop_id = f"74{random.randrange(10**15):015d}"
         burst = [tiktok_delivery(settings, shop_id) for _ in range(BURST)]
@@ -362,7 +351,7 @@ async def test_a_burst_past_the_deadline_is_answered_503_and_frees_its_slots(
     settings = api_settings.model_copy(
         update={"webhook_concurrency": SLOTS, "api_request_deadline_seconds": 2.0}
     )
-    async with api_with(settings) as client:
+    async with in_process(create_app(settings)) as client:
         shop_id = f"74{random.randrange(10**15):015d}"
         burst = [tiktok_delivery(settings, shop_id) for _ in range(SLOTS * 3)]
         async with holding(sessionmaker, burst):

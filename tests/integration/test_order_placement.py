@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from devstack.harness import in_process
 from fulfil.settings import Settings
 from fulfil.signatures import verify_merchant_webhook
 from fulfil.temporal import MERCHANT_ID, ORDER_ID, ORDER_STATUS
@@ -343,10 +344,7 @@ async def test_order_accepted_while_temporal_is_unreachable_is_not_lost(
     """An API that cannot reach Temporal still answers 202; the worker's relay starts the run."""
     cut_off = stack_settings.model_copy(update={"temporal_address": "127.0.0.1:1"})
     app = create_app(cut_off)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as local,
-    ):
+    async with in_process(app) as local:
         response = await place(local, "http://api", shop)
         assert response.status_code == 202, response.text
     order_id = response.json()["order_id"]

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.app import create_app
 from db.models import LedgerEntry
-from devstack.harness import free_port
+from devstack.harness import free_port, in_process
 from fulfil.enums import DeploymentStep
 from fulfil.settings import Settings
 from tests.integration.support import create_merchant, eventually
@@ -107,13 +107,7 @@ def worker_process(crash_settings: Settings, tmp_path: Path) -> Iterator[WorkerP
 
 @pytest.fixture
 async def crash_api(crash_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(crash_settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api", timeout=30
-        ) as client,
-    ):
+    async with in_process(create_app(crash_settings)) as client:
         yield client
 
 
