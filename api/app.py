@@ -91,7 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stripe=build_stripe(config),
             vault=TokenVault(redis, config.vault_key),
             oidc=OidcVerifier(config),
-            webhooks=WebhookSlots(config.webhook_concurrency, metrics.webhooks_waiting),
+            webhooks=WebhookSlots(
+                config.webhook_concurrency, sessionmaker, metrics.webhooks_waiting
+            ),
         )
         # Built now, not by the first request with a query string (reject_unknown_query
         # reads it): that request paid seconds for it.

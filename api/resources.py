@@ -161,15 +161,16 @@ class WebhookSlots:
     signature verified and the body is read, so a slow or forged sender holds none.
     """
 
-    def __init__(self, per_provider: int, waiting: Gauge) -> None:
+    def __init__(
+        self, per_provider: int, sessionmaker: async_sessionmaker[AsyncSession], waiting: Gauge
+    ) -> None:
         self.per_provider = per_provider
+        self._sessionmaker = sessionmaker
         self._waiting = waiting
         self._semaphores: dict[str, asyncio.Semaphore] = {}
 
     @contextlib.asynccontextmanager
-    async def transaction(
-        self, provider: str, sessionmaker: async_sessionmaker[AsyncSession]
-    ) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, provider: str) -> AsyncIterator[AsyncSession]:
         """One of ``provider``'s slots, and a transaction committed when the block ends."""
         semaphore = self._semaphores.setdefault(provider, asyncio.Semaphore(self.per_provider))
         waiting = self._waiting.labels(provider=provider)
@@ -179,7 +180,7 @@ class WebhookSlots:
         finally:
             waiting.dec()
         try:
-            async with transaction(sessionmaker) as session:
+            async with transaction(self._sessionmaker) as session:
                 yield session
         finally:
             semaphore.release()

@@ -70,7 +70,7 @@ async def shippo_webhook(
             status.get("status_date") or status.get("object_id"),
         )
     )
-    async with resources.webhooks.transaction("shippo", resources.sessionmaker) as session:
+    async with resources.webhooks.transaction("shippo") as session:
         fresh = await record(
             session,
             provider="shippo",

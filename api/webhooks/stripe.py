@@ -76,7 +76,7 @@ async def handle_stripe_webhook(
     ):
         raise unauthorized("The Stripe signature does not verify.")
     event, unreadable = parse_object(raw)
-    async with resources.webhooks.transaction("stripe", resources.sessionmaker) as session:
+    async with resources.webhooks.transaction("stripe") as session:
         return await _record_and_relay(session, resources, background, raw, event, unreadable)
 
 

@@ -65,7 +65,7 @@ async def tiktok_webhook(
     event, unreadable = parse_object(raw)
     notification_id = event.get("tts_notification_id") if event else None
     kind = event.get("type") if event else None
-    async with resources.webhooks.transaction("tiktok", resources.sessionmaker) as session:
+    async with resources.webhooks.transaction("tiktok") as session:
         fresh = await record(
             session,
             provider="tiktok",
