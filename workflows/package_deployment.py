@@ -40,6 +40,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows import policies
 
 STEP_TIMEOUT = timedelta(minutes=2)
+# A delete Cloudflare refuses no longer ends the rollback: the rest are still tried, so the buyer's
+# account keeps only what could not be removed (runs before it stopped at the first refusal).
+ROLLBACK_TRIES_EVERY_DELETE = "rollback-tries-every-delete"
 WAITING_FOR_TOKEN = "waiting for a new token: POST /api/deploy/{id}/token"
 STEPS = {
     DeploymentStep.VERIFY_TOKEN: CloudflareActivities.verify_token,
@@ -177,6 +180,7 @@ class PackageDeployment:
             failed.step, StepStatus.FAILED, failed.reason, f"{failed.step.value} failed"
         )
         removed: list[Resource] = []
+        refused: list[str] = []
         for resource in reversed(self._created):
             self._set_details(f"rolling back: deleting {resource.type} {resource.name}")
             while True:
@@ -203,9 +207,14 @@ class PackageDeployment:
                         except NoToken:
                             return await self._leave_behind(removed, "no token to roll back with")
                         continue
-                    return await self._leave_behind(removed, f"rollback failed: {_reason(err)}")
+                    if not workflow.patched(ROLLBACK_TRIES_EVERY_DELETE):
+                        return await self._leave_behind(removed, f"rollback failed: {_reason(err)}")
+                    refused.append(f"{resource.type} {resource.name}: {_reason(err)}")
+                    break
                 removed.append(resource)
                 break
+        if refused:
+            return await self._leave_behind(removed, f"rollback failed: {'; '.join(refused)}")
         self._status = DeploymentStatus.ROLLED_BACK
         self._created = []
         await self._record_deployment(removed)

@@ -181,6 +181,32 @@ async def test_a_refusal_at_any_step_rolls_back_everything(
     assert left == []
 
 
+async def test_a_delete_cloudflare_refuses_is_the_only_thing_left(
+    engine: dict[str, str], http: httpx.AsyncClient, buyer: dict[str, Any]
+) -> None:
+    """The rollback goes on past a refused delete: the buyer's account keeps only the D1
+    database, and the deployment says so."""
+    api, sandbox = engine["api"], engine["sandbox"]
+    body = deploy_body(f"cf-{uuid.uuid4().hex}")
+    await http.delete(f"{sandbox}/_sandbox/faults")
+    await fault(http, sandbox, method="PUT", path="/secrets", status=403, times=1)
+    await fault(http, sandbox, method="DELETE", path="/d1/database", status=403)
+    try:
+        result = await ended(http, api, buyer, await start(http, api, buyer, body))
+    finally:
+        await http.delete(f"{sandbox}/_sandbox/faults")
+    assert result["status"] == "failed", result
+    assert result["failed_step"] == "set_environment"
+    left = [r for r in await made_for(http, sandbox, body) if not r["deleted"]]
+    assert [r["type"] for r in left] == ["d1_database"], left
+    assert f"left in the account: d1_database {left[0]['name']}" in result["detail"]
+    recorded = {
+        kind: [r for r in items if not r.get("deleted")]
+        for kind, items in result["resources"].items()
+    }
+    assert {kind for kind, items in recorded.items() if items} == {"d1_database"}
+
+
 async def test_a_transient_failure_is_retried_and_succeeds(
     engine: dict[str, str], http: httpx.AsyncClient, buyer: dict[str, Any]
 ) -> None:

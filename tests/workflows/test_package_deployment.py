@@ -226,9 +226,18 @@ async def test_a_rollback_that_cannot_finish_is_failed_and_says_what_is_left(
     async with fakes.workers(run.env.client, run.task_queue, [PackageDeployment]):
         view = await result_of(await run.start())
     assert view.status == DeploymentStatus.FAILED
-    # Deleted in reverse up to the one that would not go; the rest is listed.
-    assert fakes.cloudflare.deleted == ["dns_record", "custom_domain", "r2_bucket"]
-    assert "left in the account" in view.detail
-    assert {r.type for r in view.resources} == {"d1_database", "script", "namespace"}
+    # Every delete is tried, in reverse; only the one Cloudflare refused is left, and said.
+    assert fakes.cloudflare.deleted == [
+        "dns_record",
+        "custom_domain",
+        "r2_bucket",
+        "script",
+        "namespace",
+    ]
+    assert [r.type for r in view.resources] == ["d1_database"]
+    assert "rollback failed: d1_database " in view.detail
+    assert "Cloudflare refused: 403" in view.detail
+    assert view.detail.endswith(f"left in the account: d1_database {view.resources[0].name}")
+    assert list(fakes.cloudflare.account) == [view.resources[0].name]
     assert fakes.statuses == ["failed"]
     await run.record("rollback_incomplete")
