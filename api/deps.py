@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,6 +59,16 @@ async def get_read_session(resources: ResourcesDep) -> AsyncIterator[AsyncSessio
 
 
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
+
+# The cursor of a list: the id of the previous page's last item.
+StartingAfter = Annotated[
+    str | None,
+    Query(
+        max_length=40,
+        pattern=r"^[A-Za-z0-9_]+$",
+        description="The id of the previous page's last item: the page after it",
+    ),
+]
 
 
 # scope="function": the commit happens before the response is sent, so a client

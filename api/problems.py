@@ -97,6 +97,16 @@ def not_found(what: str) -> Problem:
     return Problem(HTTPStatus.NOT_FOUND, f"{what} not found.", slug="not-found")
 
 
+def unknown_cursor(what: str, starting_after: str) -> Problem:
+    """A list's ``starting_after`` that names no ``what`` of the caller's."""
+    return Problem(
+        HTTPStatus.NOT_FOUND,
+        f"starting_after: no {what} {starting_after!r} to page after.",
+        slug="not-found",
+        errors=[FieldError(field="starting_after", message=f"unknown {what}")],
+    )
+
+
 def conflict(slug: str, detail: str, errors: Sequence[FieldError] | None = None) -> Problem:
     return Problem(HTTPStatus.CONFLICT, detail, slug=slug, errors=errors)
 

@@ -27,13 +27,13 @@ from api.deps import (
     ResourcesDep,
     SessionDep,
     SettingsDep,
+    StartingAfter,
     TemporalDep,
 )
 from api.placement import place_order
-from api.problems import Problem, conflict, not_found, problem_responses
+from api.problems import Problem, conflict, not_found, problem_responses, unknown_cursor
 from api.resources import TemporalUnavailable
 from api.schemas import (
-    FieldError,
     OrderAccepted,
     OrderCreate,
     OrderLinks,
@@ -121,25 +121,13 @@ async def list_orders(
     status: Annotated[OrderStatus | None, Query()] = None,
     source: Annotated[OrderSource | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    starting_after: Annotated[
-        str | None,
-        Query(
-            max_length=40,
-            pattern=r"^[A-Za-z0-9_]+$",
-            description="An order id from the previous page: the page after it",
-        ),
-    ] = None,
+    starting_after: StartingAfter = None,
 ) -> Response:
     after = None
     if starting_after is not None:
         after = await orders.get_order_cursor(session, starting_after, caller.merchant_id)
         if after is None:
-            raise Problem(
-                HTTPStatus.NOT_FOUND,
-                f"starting_after: no order {starting_after!r} to page after.",
-                slug="not-found",
-                errors=[FieldError(field="starting_after", message="unknown order")],
-            )
+            raise unknown_cursor("order", starting_after)
     page, has_more = await orders.list_orders_public(
         session,
         merchant_id=caller.merchant_id,

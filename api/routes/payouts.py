@@ -14,11 +14,17 @@ from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeou
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from api.deps import Caller, CurrentCaller, OpsKey, SessionDep, TemporalDep
+from api.deps import Caller, CurrentCaller, OpsKey, SessionDep, StartingAfter, TemporalDep
 from api.payout_schemas import DisputeCreate, DisputeResolve, PayoutList, PayoutPublic
-from api.problems import Problem, conflict, forbidden, not_found, problem_responses
+from api.problems import (
+    Problem,
+    conflict,
+    forbidden,
+    not_found,
+    problem_responses,
+    unknown_cursor,
+)
 from api.resources import TemporalUnavailable
-from api.schemas import FieldError
 from db import payouts
 from db.models import Payout
 from fulfil.enums import DisputeOutcome, PayoutStatus
@@ -82,25 +88,13 @@ async def list_payouts(
     session: SessionDep,
     status: Annotated[PayoutStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    starting_after: Annotated[
-        str | None,
-        Query(
-            max_length=40,
-            pattern=r"^[A-Za-z0-9_]+$",
-            description="A payout id of the previous page",
-        ),
-    ] = None,
+    starting_after: StartingAfter = None,
 ) -> PayoutList:
     after = None
     if starting_after is not None:
         after = await payouts.cursor(session, starting_after, caller.merchant_id)
         if after is None:
-            raise Problem(
-                HTTPStatus.NOT_FOUND,
-                f"starting_after: no payout {starting_after!r} to page after.",
-                slug="not-found",
-                errors=[FieldError(field="starting_after", message="unknown payout")],
-            )
+            raise unknown_cursor("payout", starting_after)
     page, has_more = await payouts.list_payouts(
         session, merchant_id=caller.merchant_id, status=status, after=after, limit=limit
     )
